@@ -1,1 +1,270 @@
-int main(void) { return 0; }
+/*
+ * main.c - the feedback-consumer binary: parses the command line and the
+ * configuration, then hands over to one module per subcommand.
+ */
+#include "config.h"
+#include "consumer.h"
+#include "kconf.h"
+#include "log.h"
+#include "migrate.h"
+#include "mockcluster.h"
+#include "publisher.h"
+#include "report.h"
+
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern char **environ;
+
+enum { EXIT_USAGE = 2 };
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+	        "usage: feedback-consumer <command> [--config FILE] [--key=value ...]\n"
+	        "\n"
+	        "commands:\n"
+	        "  run          consume the feedback topics into postgresql\n"
+	        "  migrate      create or upgrade the database schema, then exit\n"
+	        "  report       print the per-channel KPI figures (--report.from, --report.to)\n"
+	        "  kafka-mock   start an embedded kafka for development (see kafka-mock --help)\n"
+	        "\n"
+	        "options:\n"
+	        "  --print-config   print the effective settings (secrets redacted) and exit\n"
+	        "  --help           this text and every setting\n"
+	        "\n"
+	        "Every setting is a config-file key, an environment variable FEEDBACK_<KEY> with\n"
+	        "dots as underscores, and a flag --<key>; flags win over the environment, which\n"
+	        "wins over the file. Any kafka.* key passes through to librdkafka.\n\n");
+	config_print_help(out);
+}
+
+static PGconn *connect_db(const struct config *cfg)
+{
+	PGconn *conn = PQconnectdb(config_get(cfg, "database.url"));
+
+	if (PQstatus(conn) != CONNECTION_OK) {
+		/* libpq's messages name host and user, never the password. */
+		log_error("cannot connect to postgresql: %s", PQerrorMessage(conn));
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+static int cmd_migrate(const struct config *cfg)
+{
+	const char *schema = config_get(cfg, "database.schema");
+	char errstr[512];
+	PGconn *conn = connect_db(cfg);
+
+	if (conn == NULL)
+		return EXIT_FAILURE;
+	int n = migrate_run(conn, schema, errstr, sizeof(errstr));
+	int version = n < 0 ? -1 : migrate_current_version(conn, schema, errstr, sizeof(errstr));
+	PQfinish(conn);
+	if (n < 0 || version < 0) {
+		log_error("migration of schema \"%s\" failed: %s", schema, errstr);
+		return EXIT_FAILURE;
+	}
+	log_info("schema \"%s\" is at version %d (%d migration%s applied)", schema, version, n,
+	         n == 1 ? "" : "s");
+	return EXIT_SUCCESS;
+}
+
+static int cmd_report(const struct config *cfg)
+{
+	const char *from = config_get(cfg, "report.from");
+	const char *to = config_get(cfg, "report.to");
+	char errstr[512];
+	PGconn *conn = connect_db(cfg);
+
+	if (conn == NULL)
+		return EXIT_FAILURE;
+	int rc = report_print(conn, config_get(cfg, "database.schema"), *from ? from : NULL,
+	                      *to ? to : NULL, stdout, errstr, sizeof(errstr));
+	PQfinish(conn);
+	if (rc != 0) {
+		log_error("report failed: %s", errstr);
+		return EXIT_FAILURE;
+	}
+	return EXIT_SUCCESS;
+}
+
+static int cmd_run(const struct config *cfg)
+{
+	static const char *const topic_keys[CHANNEL_MAX] = {"topic.sms", "topic.email",
+	                                                    "topic.phone", "topic.social"};
+	struct consumer_opts opts = {
+	    .group = config_get(cfg, "kafka.group.id"),
+	    .dlq_topic = config_get(cfg, "topic.dlq"),
+	    .conninfo = config_get(cfg, "database.url"),
+	    .schema = config_get(cfg, "database.schema"),
+	    .batch_max_events = (int)config_get_int(cfg, "batch.max.events"),
+	    .batch_linger_ms = (int)config_get_int(cfg, "batch.linger"),
+	    .start_latest = strcmp(config_get(cfg, "offset.reset"), "latest") == 0,
+	    .db_retry_max_ms = (int)config_get_int(cfg, "database.retry.max"),
+	    .policy =
+	        {
+	            .service_level_seconds = (uint32_t)config_get_int(cfg, "sla.seconds"),
+	            .csat_negative_k = (int)config_get_int(cfg, "rules.csat.bottom.k"),
+	            .nps_detractor_max = (int)config_get_int(cfg, "rules.nps.detractor.max"),
+	            .ces_high_min_7 = (int)config_get_int(cfg, "rules.ces7.high.min"),
+	            .ces_high_min_5 = (int)config_get_int(cfg, "rules.ces5.high.min"),
+	        },
+	};
+	struct rules_policy recovery;
+	struct publisher_opts popts = {
+	    .conninfo = opts.conninfo,
+	    .schema = opts.schema,
+	    .topic = config_get(cfg, "topic.recovery"),
+	    .retention_ms = config_get_int(cfg, "recovery.outbox.retention"),
+	    .db_retry_max_ms = opts.db_retry_max_ms,
+	};
+	static volatile sig_atomic_t publisher_stop;
+	char errstr[512];
+	rd_kafka_conf_t *cconf = NULL, *pconf = NULL, *rconf = NULL;
+	struct consumer *c = NULL;
+	struct publisher *pub = NULL;
+	int rc = EXIT_FAILURE;
+
+	rules_policy_defaults(&recovery);
+	recovery.critical_nps_max = (int)config_get_int(cfg, "recovery.critical.nps.max");
+	recovery.repeat_window_us = config_get_int(cfg, "recovery.repeat.window") * 1000;
+	recovery.cooldown_us = config_get_int(cfg, "recovery.cooldown") * 1000;
+	recovery.follow_up_us[SEVERITY_CRITICAL] =
+	    config_get_int(cfg, "recovery.follow.up.critical") * 1000;
+	recovery.follow_up_us[SEVERITY_HIGH] =
+	    config_get_int(cfg, "recovery.follow.up.high") * 1000;
+	recovery.follow_up_us[SEVERITY_NORMAL] =
+	    config_get_int(cfg, "recovery.follow.up.normal") * 1000;
+	if (config_get_bool(cfg, "recovery.enabled"))
+		opts.recovery = &recovery;
+
+	for (int t = 0; t < CHANNEL_MAX; t++)
+		opts.topics[t] = config_get(cfg, topic_keys[t]);
+	cconf = kconf_new(cfg, KCONF_CONSUMER, errstr, sizeof(errstr));
+	if (cconf)
+		pconf = kconf_new(cfg, KCONF_PRODUCER, errstr, sizeof(errstr));
+	if (pconf && opts.recovery)
+		rconf = kconf_new(cfg, KCONF_PRODUCER, errstr, sizeof(errstr));
+	if (pconf == NULL || (opts.recovery && rconf == NULL)) {
+		log_error("%s", errstr);
+		if (cconf)
+			rd_kafka_conf_destroy(cconf);
+		if (pconf)
+			rd_kafka_conf_destroy(pconf);
+		return EXIT_USAGE;
+	}
+	if (rconf) {
+		pub = publisher_new(&popts, rconf, errstr, sizeof(errstr));
+		rconf = NULL; /* taken by publisher_new, also on failure */
+		if (pub == NULL) {
+			log_error("cannot start the recovery publisher: %s", errstr);
+			rd_kafka_conf_destroy(cconf);
+			rd_kafka_conf_destroy(pconf);
+			return EXIT_FAILURE;
+		}
+	}
+	c = consumer_new(&opts, cconf, pconf, errstr, sizeof(errstr));
+	cconf = pconf = NULL; /* taken by consumer_new, also on failure */
+	if (c == NULL) {
+		log_error("cannot start the consumer: %s", errstr);
+		publisher_destroy(pub);
+		return EXIT_FAILURE;
+	}
+
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (pub && publisher_start(pub, &publisher_stop, errstr, sizeof(errstr)) != 0) {
+		log_error("%s", errstr);
+		publisher_destroy(pub);
+		consumer_destroy(c);
+		return EXIT_FAILURE;
+	}
+	if (consumer_run(c, &stop) == 0)
+		rc = EXIT_SUCCESS;
+	/* The publisher stops last, so the triggers of the final batch go out. */
+	publisher_stop = 1;
+	publisher_destroy(pub);
+	consumer_destroy(c);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct config *cfg = NULL;
+	char errstr[512];
+	bool print_config = false;
+	int rc = EXIT_USAGE;
+
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : EXIT_SUCCESS;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "kafka-mock") == 0)
+		return mockcluster_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "run") != 0 && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "report") != 0) {
+		fprintf(stderr, "feedback-consumer: unknown command '%s' (see --help)\n", cmd);
+		return EXIT_USAGE;
+	}
+
+	/* Strip the flags that are not settings; config_load sees the rest. */
+	int n = 1;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--print-config") == 0) {
+			print_config = true;
+		} else if (strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return EXIT_SUCCESS;
+		} else {
+			argv[++n] = argv[i];
+		}
+	}
+
+	cfg = config_new();
+	if (cfg == NULL) {
+		fprintf(stderr, "feedback-consumer: out of memory\n");
+		return EXIT_FAILURE;
+	}
+	if (config_load(cfg, n, argv + 1, environ, errstr, sizeof(errstr)) != 0) {
+		fprintf(stderr, "feedback-consumer: %s\n", errstr);
+		goto out;
+	}
+	log_setup((enum log_level)log_level_parse(config_get(cfg, "log.level")),
+	          strcmp(config_get(cfg, "log.format"), "json") == 0   ? LOG_FORMAT_JSON
+	          : strcmp(config_get(cfg, "log.format"), "text") == 0 ? LOG_FORMAT_TEXT
+	                                                               : LOG_FORMAT_AUTO);
+	if (print_config) {
+		config_print(cfg, stdout);
+		rc = EXIT_SUCCESS;
+		goto out;
+	}
+
+	if (strcmp(cmd, "run") == 0)
+		rc = cmd_run(cfg);
+	else if (strcmp(cmd, "migrate") == 0)
+		rc = cmd_migrate(cfg);
+	else
+		rc = cmd_report(cfg);
+out:
+	config_destroy(cfg);
+	return rc;
+}

@@ -1,0 +1,692 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct config_key {
+	const char *name;
+	enum config_type type;
+	const char *def;
+	int64_t min, max;   /* INT and DURATION (ms) */
+	const char *values; /* ENUM: "a|b|c" */
+	const char *help;
+};
+
+#define DAY_MS (86400LL * 1000)
+
+static const struct config_key keys[] = {
+    {"batch.linger", CONFIG_DURATION, "100ms", 0, 60000, NULL,
+     "longest wait to fill a batch after its first message"},
+    {"batch.max.events", CONFIG_INT, "5000", 1, 1000000, NULL, "messages per transaction"},
+    {"database.retry.max", CONFIG_DURATION, "30s", 100, DAY_MS, NULL,
+     "longest pause between database retries"},
+    {"database.schema", CONFIG_STRING, "feedback", 0, 0, NULL, "postgresql schema of every object"},
+    {"database.url", CONFIG_STRING, "", 0, 0, NULL,
+     "libpq connection string or URI; empty: the PG* variables"},
+    {"http.port", CONFIG_INT, "8080", 0, 65535, NULL,
+     "port of /metrics, /healthz, /readyz; 0: off"},
+    {"kafka.bootstrap.servers", CONFIG_STRING, "localhost:9092", 0, 0, NULL,
+     "kafka brokers (any kafka.* key goes to librdkafka)"},
+    {"kafka.group.id", CONFIG_STRING, "feedback-consumer", 0, 0, NULL, "consumer group"},
+    {"log.format", CONFIG_ENUM, "auto", 0, 0, "auto|json|text",
+     "json lines, or text; auto: text on a terminal"},
+    {"log.level", CONFIG_ENUM, "info", 0, 0, "debug|info|warn|error", "lowest level logged"},
+    {"offset.reset", CONFIG_ENUM, "earliest", 0, 0, "earliest|latest",
+     "start of a partition with no stored offset"},
+    {"recovery.cooldown", CONFIG_DURATION, "24h", 0, 366 * DAY_MS, NULL,
+     "at most one trigger per customer per this"},
+    {"recovery.critical.nps.max", CONFIG_INT, "3", -1, 10, NULL,
+     "NPS scores up to this are critical; -1: none"},
+    {"recovery.enabled", CONFIG_BOOL, "true", 0, 0, NULL,
+     "publish a recovery trigger for negative ratings"},
+    {"recovery.follow.up.critical", CONFIG_DURATION, "4h", 0, 366 * DAY_MS, NULL,
+     "follow-up target of critical triggers"},
+    {"recovery.follow.up.high", CONFIG_DURATION, "24h", 0, 366 * DAY_MS, NULL,
+     "follow-up target of high triggers"},
+    {"recovery.follow.up.normal", CONFIG_DURATION, "48h", 0, 366 * DAY_MS, NULL,
+     "follow-up target of normal triggers"},
+    {"recovery.outbox.retention", CONFIG_DURATION, "7d", 0, 3660 * DAY_MS, NULL,
+     "sent triggers are deleted after this"},
+    {"recovery.repeat.window", CONFIG_DURATION, "30d", 0, 3660 * DAY_MS, NULL,
+     "another negative within this makes a repeat"},
+    {"report.from", CONFIG_STRING, "", 0, 0, NULL, "report: first instant (timestamptz)"},
+    {"report.to", CONFIG_STRING, "", 0, 0, NULL, "report: end instant, excluded"},
+    {"rules.ces5.high.min", CONFIG_INT, "4", 2, 5, NULL, "high effort from this on 1-5 CES"},
+    {"rules.ces7.high.min", CONFIG_INT, "5", 2, 7, NULL, "high effort from this on 1-7 CES"},
+    {"rules.csat.bottom.k", CONFIG_INT, "0", 0, 5, NULL,
+     "negative CSAT: bottom-k box; 0: the scale's own k"},
+    {"rules.nps.detractor.max", CONFIG_INT, "6", 0, 9, NULL, "negative NPS: 0 to this"},
+    {"sla.seconds", CONFIG_INT, "90", 1, 86400, NULL, "service level: answered within T"},
+    {"topic.dlq", CONFIG_STRING, "feedback.dlq", 0, 0, NULL, "dead-letter topic"},
+    {"topic.email", CONFIG_STRING, "feedback.email", 0, 0, NULL, "email feedback topic"},
+    {"topic.phone", CONFIG_STRING, "feedback.phone", 0, 0, NULL, "phone feedback topic"},
+    {"topic.recovery", CONFIG_STRING, "feedback.recovery", 0, 0, NULL,
+     "topic of recovery triggers"},
+    {"topic.sms", CONFIG_STRING, "feedback.sms", 0, 0, NULL, "sms feedback topic"},
+    {"topic.social", CONFIG_STRING, "feedback.social", 0, 0, NULL, "social feedback topic"},
+};
+
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const char *const source_names[] = {"default", "file", "env", "flag"};
+
+struct entry {
+	char *name;
+	char *value;
+	enum config_source src;
+	int64_t num;
+};
+
+struct config {
+	struct entry *e; /* keys[] first, in order, then kafka.* extras */
+	size_t n, cap;
+};
+
+static const struct config_key *key_find(const char *name)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static bool is_kafka(const char *name)
+{
+	return strncmp(name, "kafka.", 6) == 0 && name[6] != '\0';
+}
+
+bool config_is_secret(const char *key)
+{
+	static const char *const words[] = {"password", "secret", "jaas", "token"};
+	static const char *const exact[] = {"kafka.ssl.key.pem", "kafka.ssl_key.pem",
+	                                    "kafka.sasl.oauthbearer.config"};
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
+		if (strstr(key, words[i]))
+			return true;
+	for (size_t i = 0; i < sizeof(exact) / sizeof(*exact); i++)
+		if (strcmp(key, exact[i]) == 0)
+			return true;
+	return false;
+}
+
+/* "250ms", "90s", "15m", "24h", "30d" or plain milliseconds. */
+static bool parse_duration(const char *s, int64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},
+	             {"h", 3600000}, {"d", 86400000}, {"", 1}};
+	char *end;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno)
+		return false;
+	for (size_t i = 0; i < sizeof(units) / sizeof(*units); i++) {
+		if (strcmp(end, units[i].unit) == 0) {
+			if (v > INT64_MAX / units[i].ms)
+				return false;
+			*ms = v * units[i].ms;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool parse_int(const char *s, int64_t *v)
+{
+	char *end;
+
+	if (*s == '\0' || isspace((unsigned char)*s))
+		return false;
+	errno = 0;
+	long long x = strtoll(s, &end, 10);
+	if (errno || *end != '\0')
+		return false;
+	*v = x;
+	return true;
+}
+
+static int parse_bool(const char *s)
+{
+	static const char *const yes[] = {"true", "yes", "on", "1"};
+	static const char *const no[] = {"false", "no", "off", "0"};
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0)
+			return 1;
+		if (strcasecmp(s, no[i]) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+static bool enum_has(const char *values, const char *s)
+{
+	size_t n = strlen(s);
+
+	for (const char *p = values; *p;) {
+		size_t len = strcspn(p, "|");
+		if (len == n && strncmp(p, s, n) == 0)
+			return true;
+		p += len + (p[len] == '|');
+	}
+	return false;
+}
+
+static bool valid_identifier(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 63 || !(islower((unsigned char)*s) || *s == '_'))
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_'))
+			return false;
+	return true;
+}
+
+static bool valid_topic(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 249)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+/* Checks value for k; on success *num holds its number (INT, BOOL, DURATION). */
+static bool validate(const struct config_key *k, const char *value, int64_t *num, char *why,
+                     size_t why_size)
+{
+	*num = 0;
+	switch (k->type) {
+	case CONFIG_STRING:
+		if (strcmp(k->name, "database.schema") == 0 && !valid_identifier(value)) {
+			snprintf(why, why_size, "must match [a-z_][a-z0-9_]{0,62}");
+			return false;
+		}
+		if (strncmp(k->name, "topic.", 6) == 0 && !valid_topic(value)) {
+			snprintf(why, why_size,
+			         "must be a topic name of 1-249 characters [A-Za-z0-9._-]");
+			return false;
+		}
+		return true;
+	case CONFIG_INT:
+		if (!parse_int(value, num) || *num < k->min || *num > k->max) {
+			snprintf(why, why_size, "must be an integer from %lld to %lld",
+			         (long long)k->min, (long long)k->max);
+			return false;
+		}
+		return true;
+	case CONFIG_BOOL: {
+		int b = parse_bool(value);
+		if (b < 0) {
+			snprintf(why, why_size, "must be true or false");
+			return false;
+		}
+		*num = b;
+		return true;
+	}
+	case CONFIG_ENUM:
+		if (!enum_has(k->values, value)) {
+			snprintf(why, why_size, "must be one of %s", k->values);
+			return false;
+		}
+		return true;
+	case CONFIG_DURATION:
+		if (!parse_duration(value, num) || *num < k->min || *num > k->max) {
+			snprintf(
+			    why, why_size,
+			    "must be a duration such as 250ms, 90s, 15m, 24h or 30d, from %lld "
+			    "to %lld ms",
+			    (long long)k->min, (long long)k->max);
+			return false;
+		}
+		return true;
+	}
+	return false;
+}
+
+struct config *config_new(void)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+
+	if (cfg == NULL)
+		return NULL;
+	cfg->cap = N_KEYS + 16;
+	cfg->e = calloc(cfg->cap, sizeof(*cfg->e));
+	if (cfg->e == NULL) {
+		free(cfg);
+		return NULL;
+	}
+	for (size_t i = 0; i < N_KEYS; i++) {
+		char why[200];
+		cfg->e[i].name = strdup(keys[i].name);
+		cfg->e[i].value = strdup(keys[i].def);
+		cfg->n++;
+		if (!cfg->e[i].name || !cfg->e[i].value ||
+		    !validate(&keys[i], keys[i].def, &cfg->e[i].num, why, sizeof(why))) {
+			config_destroy(cfg);
+			return NULL;
+		}
+	}
+	return cfg;
+}
+
+void config_destroy(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < cfg->n; i++) {
+		free(cfg->e[i].name);
+		free(cfg->e[i].value);
+	}
+	free(cfg->e);
+	free(cfg);
+}
+
+static struct entry *entry_find(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n; i++)
+		if (strcmp(cfg->e[i].name, name) == 0)
+			return &cfg->e[i];
+	return NULL;
+}
+
+int config_set(struct config *cfg, const char *key, const char *value, enum config_source src,
+               char *errstr, size_t errstr_size)
+{
+	const struct config_key *k = key_find(key);
+	struct entry *e;
+	int64_t num = 0;
+	char why[200];
+
+	if (k == NULL && !is_kafka(key)) {
+		snprintf(errstr, errstr_size, "unknown setting '%s' (%s)", key, source_names[src]);
+		return -1;
+	}
+	if (k && !validate(k, value, &num, why, sizeof(why))) {
+		if (config_is_secret(key))
+			snprintf(errstr, errstr_size, "'%s' %s (%s)", key, why, source_names[src]);
+		else
+			snprintf(errstr, errstr_size, "'%s' %s, got '%.100s' (%s)", key, why, value,
+			         source_names[src]);
+		return -1;
+	}
+	e = entry_find(cfg, key);
+	if (e == NULL) {
+		if (cfg->n == cfg->cap) {
+			struct entry *ne = realloc(cfg->e, 2 * cfg->cap * sizeof(*ne));
+			if (ne == NULL)
+				goto oom;
+			cfg->e = ne;
+			cfg->cap *= 2;
+		}
+		e = &cfg->e[cfg->n];
+		memset(e, 0, sizeof(*e));
+		e->name = strdup(key);
+		if (e->name == NULL)
+			goto oom;
+		cfg->n++;
+	}
+	char *v = strdup(value);
+	if (v == NULL)
+		goto oom;
+	free(e->value);
+	e->value = v;
+	e->src = src;
+	e->num = num;
+	return 0;
+oom:
+	snprintf(errstr, errstr_size, "out of memory");
+	return -1;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+static int load_file(struct config *cfg, const char *path, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	int lineno = 0, rc = 0;
+
+	if (f == NULL) {
+		snprintf(errstr, errstr_size, "cannot read config file '%s': %s", path,
+		         strerror(errno));
+		return -1;
+	}
+	while (rc == 0 && fgets(line, sizeof(line), f)) {
+		lineno++;
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (eq == NULL) {
+			snprintf(errstr, errstr_size, "%s:%d: expected 'key = value'", path,
+			         lineno);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		char *key = trim(s), *value = trim(eq + 1);
+		size_t vl = strlen(value);
+		if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') {
+			value[vl - 1] = '\0';
+			value++;
+		}
+		char why[400];
+		if (config_set(cfg, key, value, CONFIG_SRC_FILE, why, sizeof(why)) != 0) {
+			snprintf(errstr, errstr_size, "%s:%d: %s", path, lineno, why);
+			rc = -1;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+/* The whole file, without its trailing newlines; NULL with errstr. */
+static char *read_secret_file(const char *var, const char *path, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	if (f == NULL) {
+		snprintf(errstr, errstr_size, "cannot read the file named by %s: %s", var,
+		         strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (len + 1024 + 1 > cap) {
+			cap = cap ? 2 * cap : 4096;
+			char *nb = realloc(buf, cap);
+			if (nb == NULL) {
+				free(buf);
+				fclose(f);
+				snprintf(errstr, errstr_size, "out of memory");
+				return NULL;
+			}
+			buf = nb;
+		}
+		size_t got = fread(buf + len, 1, 1024, f);
+		len += got;
+		if (got < 1024)
+			break;
+	}
+	fclose(f);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
+	buf[len] = '\0';
+	return buf;
+}
+
+/* FEEDBACK_A_B_C -> "a.b.c"; false for names that are no key. */
+static bool env_to_key(const char *name, size_t len, char *key, size_t size)
+{
+	if (len == 0 || len >= size)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		key[i] = name[i] == '_' ? '.' : (char)tolower((unsigned char)name[i]);
+	key[len] = '\0';
+	return true;
+}
+
+static int load_env(struct config *cfg, char **envp, char *errstr, size_t errstr_size)
+{
+	static const char prefix[] = "FEEDBACK_";
+	const size_t plen = sizeof(prefix) - 1;
+
+	for (char **ep = envp; ep && *ep; ep++) {
+		const char *var = *ep, *eq = strchr(var, '=');
+		char key[256], vname[256];
+
+		if (eq == NULL || strncmp(var, prefix, plen) != 0)
+			continue;
+		size_t nlen = (size_t)(eq - var);
+		snprintf(vname, sizeof(vname), "%.*s", (int)nlen, var);
+		if (strcmp(vname, "FEEDBACK_CONFIG") == 0)
+			continue;
+		const char *name = var + plen;
+		size_t len = nlen - plen;
+		bool from_file = len > 5 && strncmp(name + len - 5, "_FILE", 5) == 0;
+		if (from_file)
+			len -= 5;
+		if (!env_to_key(name, len, key, sizeof(key)))
+			continue;
+		/* Kubernetes injects FEEDBACK_CONSUMER_SERVICE_HOST and the like. */
+		if (key_find(key) == NULL && !is_kafka(key))
+			continue;
+		char *value = NULL;
+		if (from_file) {
+			value = read_secret_file(vname, eq + 1, errstr, errstr_size);
+			if (value == NULL)
+				return -1;
+		}
+		char why[400];
+		int rc =
+		    config_set(cfg, key, value ? value : eq + 1, CONFIG_SRC_ENV, why, sizeof(why));
+		free(value);
+		if (rc != 0) {
+			snprintf(errstr, errstr_size, "%s (from %s)", why, vname);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int config_load(struct config *cfg, int argc, char **argv, char **envp, char *errstr,
+                size_t errstr_size)
+{
+	const char *file = NULL;
+
+	for (char **ep = envp; ep && *ep; ep++)
+		if (strncmp(*ep, "FEEDBACK_CONFIG=", 16) == 0)
+			file = *ep + 16;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			file = argv[i + 1];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			file = argv[i] + 9;
+	}
+	if (file && *file && load_file(cfg, file, errstr, errstr_size) != 0)
+		return -1;
+	if (load_env(cfg, envp, errstr, errstr_size) != 0)
+		return -1;
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i], *value;
+		char key[256];
+
+		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+			snprintf(errstr, errstr_size, "unexpected argument '%s'", arg);
+			return -1;
+		}
+		const char *eq = strchr(arg, '=');
+		if (eq) {
+			snprintf(key, sizeof(key), "%.*s", (int)(eq - arg - 2), arg + 2);
+			value = eq + 1;
+		} else {
+			snprintf(key, sizeof(key), "%s", arg + 2);
+			if (i + 1 >= argc) {
+				snprintf(errstr, errstr_size, "flag '--%s' needs a value", key);
+				return -1;
+			}
+			value = argv[++i];
+		}
+		if (strcmp(key, "config") == 0)
+			continue;
+		if (config_set(cfg, key, value, CONFIG_SRC_FLAG, errstr, errstr_size) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static const struct entry *entry_get(const struct config *cfg, const char *key)
+{
+	const struct entry *e = entry_find(cfg, key);
+
+	if (e == NULL && !is_kafka(key) && key_find(key) == NULL) {
+		fprintf(stderr, "config: undeclared setting '%s'\n", key);
+		abort();
+	}
+	return e;
+}
+
+const char *config_get(const struct config *cfg, const char *key)
+{
+	const struct entry *e = entry_get(cfg, key);
+
+	return e ? e->value : "";
+}
+
+int64_t config_get_int(const struct config *cfg, const char *key)
+{
+	const struct entry *e = entry_get(cfg, key);
+
+	return e ? e->num : 0;
+}
+
+bool config_get_bool(const struct config *cfg, const char *key)
+{
+	return config_get_int(cfg, key) != 0;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	return strcmp((*(const struct entry *const *)a)->name,
+	              (*(const struct entry *const *)b)->name);
+}
+
+/* The entries in key order, as a malloc'd array of pointers. */
+static const struct entry **sorted(const struct config *cfg)
+{
+	const struct entry **v = malloc(cfg->n * sizeof(*v));
+
+	if (v == NULL)
+		return NULL;
+	for (size_t i = 0; i < cfg->n; i++)
+		v[i] = &cfg->e[i];
+	qsort(v, cfg->n, sizeof(*v), entry_cmp);
+	return v;
+}
+
+int config_each_kafka(const struct config *cfg,
+                      int (*fn)(const char *name, const char *value, void *arg), void *arg)
+{
+	const struct entry **v = sorted(cfg);
+	int rc = 0;
+
+	if (v == NULL)
+		return -1;
+	for (size_t i = 0; i < cfg->n && rc == 0; i++)
+		if (is_kafka(v[i]->name) && v[i]->value[0])
+			rc = fn(v[i]->name + 6, v[i]->value, arg);
+	free(v);
+	return rc;
+}
+
+/* A libpq conninfo or URI with its password replaced by <redacted>. */
+static void print_conninfo(FILE *out, const char *s)
+{
+	const char *scheme = strstr(s, "://");
+
+	if (scheme && (strncmp(s, "postgres", 8) == 0)) {
+		const char *auth = scheme + 3;
+		const char *at = strchr(auth, '@'), *slash = strchr(auth, '/');
+		const char *colon = strchr(auth, ':');
+		if (at && (!slash || at < slash) && colon && colon < at) {
+			fprintf(out, "%.*s<redacted>", (int)(colon + 1 - s), s);
+			s = at;
+		}
+		/* password=... may also appear as a query parameter. */
+		const char *q = strstr(s, "password=");
+		if (q) {
+			fprintf(out, "%.*spassword=<redacted>", (int)(q - s), s);
+			s = q + 9 + strcspn(q + 9, "&");
+		}
+		fputs(s, out);
+		return;
+	}
+	for (const char *p = s; *p;) {
+		const char *q = strstr(p, "password");
+		if (q == NULL || (q > s && !isspace((unsigned char)q[-1]))) {
+			if (q == NULL) {
+				fputs(p, out);
+				return;
+			}
+			fprintf(out, "%.*s", (int)(q + 8 - p), p);
+			p = q + 8;
+			continue;
+		}
+		const char *r = q + 8;
+		while (isspace((unsigned char)*r))
+			r++;
+		if (*r != '=') {
+			fprintf(out, "%.*s", (int)(r - p), p);
+			p = r;
+			continue;
+		}
+		fprintf(out, "%.*s=<redacted>", (int)(q + 8 - p), p);
+		r++;
+		while (isspace((unsigned char)*r))
+			r++;
+		if (*r == '\'') {
+			for (r++; *r && *r != '\''; r++)
+				if (*r == '\\' && r[1])
+					r++;
+			if (*r)
+				r++;
+		} else {
+			r += strcspn(r, " \t\n");
+		}
+		p = r;
+	}
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+	const struct entry **v = sorted(cfg);
+
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < cfg->n; i++) {
+		fprintf(out, "%s = ", v[i]->name);
+		if (config_is_secret(v[i]->name) && v[i]->value[0])
+			fputs("<redacted>", out);
+		else if (strcmp(v[i]->name, "database.url") == 0)
+			print_conninfo(out, v[i]->value);
+		else
+			fputs(v[i]->value, out);
+		fprintf(out, "  # %s\n", source_names[v[i]->src]);
+	}
+	free(v);
+}
+
+void config_print_help(FILE *out)
+{
+	static const char *const types[] = {"string", "integer", "boolean", "choice", "duration"};
+
+	fprintf(out, "settings:\n");
+	for (size_t i = 0; i < N_KEYS; i++)
+		fprintf(out, "  %-28s %-8s default '%s'\n      %s%s%s\n", keys[i].name,
+		        types[keys[i].type], keys[i].def, keys[i].help, keys[i].values ? ": " : "",
+		        keys[i].values ? keys[i].values : "");
+}

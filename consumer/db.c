@@ -1,0 +1,1080 @@
+#include "db.h"
+
+#include "migrate.h"
+#include "trigger.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct db {
+	char *conninfo;
+	char *schema;
+	PGconn *conn;
+	/* COPY text of the current transaction; reused, grows to the largest batch. */
+	char *buf;
+	size_t len, cap;
+	bool oom;
+	/* Service recovery: enabled when policy is set. */
+	bool recovery;
+	struct rules_policy policy;
+	struct arena scratch; /* packed triggers of the current transaction */
+	struct db_tx_stats last;
+};
+
+#define AGG_COLUMNS                                                                                \
+	"csat_n, csat_satisfied, csat_score_units, nps_n, nps_promoters, nps_passives, "           \
+	"nps_detractors, ces_n, ces_effort_sum, ces_high, ces_low, fcr_n, fcr_yes, offered, "      \
+	"answered, abandoned, self_service, answered_within_sl, wait_seconds_answered, "           \
+	"handle_seconds, negative"
+
+#define AGG_ADD(c) #c " = a." #c " + excluded." #c
+
+#define AGG_UPDATE                                                                                 \
+	AGG_ADD(csat_n)                                                                            \
+	", " AGG_ADD(csat_satisfied) ", " AGG_ADD(                                                 \
+	    csat_score_units) ", " AGG_ADD(nps_n) ", " AGG_ADD(nps_promoters) ", " AGG_ADD(nps_passives) ", " AGG_ADD(nps_detractors) ", " AGG_ADD(ces_n) ", " AGG_ADD(ces_effort_sum) ", " AGG_ADD(ces_high) ", " AGG_ADD(ces_low) ", " AGG_ADD(fcr_n) ", " AGG_ADD(fcr_yes) ", " AGG_ADD(offered) ", " AGG_ADD(answered) ", " AGG_ADD(abandoned) ", " AGG_ADD(self_service) ", " AGG_ADD(answered_within_sl) ", " AGG_ADD(wait_seconds_answered) ", " AGG_ADD(handle_seconds) ", " AGG_ADD(negative)
+
+#define LEDGER_COLUMNS                                                                             \
+	"event_id, occurred_at, channel, customer_id, agent_id, interaction_id, csat_score, "      \
+	"csat_min, csat_max, nps_score, ces_score, ces_min, ces_max, ces_inverted, fcr, "          \
+	"contact_outcome, wait_seconds, handle_seconds, negative_reasons, source_partition, "      \
+	"source_offset"
+
+#define OUTBOX_COLUMNS                                                                             \
+	"trigger_id, event_id, customer_id, channel, severity, reasons, repeat_count, "            \
+	"suppressed_count, occurred_at, detected_at, follow_up_by, payload"
+
+static const char *const setup_sql[] = {
+    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_ledger ON COMMIT DELETE ROWS AS "
+    "SELECT " LEDGER_COLUMNS ", 0::integer AS seq FROM ledger WITH NO DATA",
+    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_channel ON COMMIT DELETE ROWS AS "
+    "SELECT bucket, channel, " AGG_COLUMNS " FROM channel_agg WITH NO DATA",
+    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_agent ON COMMIT DELETE ROWS AS "
+    "SELECT bucket, agent_id, channel, " AGG_COLUMNS " FROM agent_agg WITH NO DATA",
+    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_recovery (customer_id text, negatives bigint[], "
+    "last_trigger_us bigint, suppressed integer) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_outbox ON COMMIT DELETE ROWS AS "
+    "SELECT " OUTBOX_COLUMNS " FROM recovery_outbox WITH NO DATA",
+};
+
+/* Customers are locked in one order, the order of the array ("C" = strcmp). */
+static const char sql_recovery_rows[] =
+    "INSERT INTO recovery_state (customer_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING";
+
+static const char sql_recovery_lock[] =
+    "SELECT customer_id, negatives, (extract(epoch FROM last_trigger_at) * 1000000)::bigint, "
+    "suppressed FROM recovery_state WHERE customer_id = ANY($1::text[]) "
+    "ORDER BY customer_id COLLATE \"C\" FOR UPDATE";
+
+static const char sql_recovery_store[] =
+    "UPDATE recovery_state s SET negatives = t.negatives, suppressed = t.suppressed, "
+    "last_trigger_at = timestamptz 'epoch' + t.last_trigger_us * interval '1 microsecond', "
+    "updated_at = now() FROM fc_stage_recovery t WHERE s.customer_id = t.customer_id";
+
+static const char sql_outbox[] =
+    "INSERT INTO recovery_outbox (" OUTBOX_COLUMNS ") SELECT " OUTBOX_COLUMNS
+    " FROM fc_stage_outbox ORDER BY trigger_id COLLATE \"C\" ON CONFLICT (trigger_id) DO NOTHING";
+
+/*
+ * Offsets move only from the position this consumer read: an update whose
+ * expected value no longer matches, or an insert that finds a row, changes
+ * nothing, and the caller sees fewer rows than partitions.
+ */
+static const char sql_offsets[] =
+    "WITH u AS (SELECT * FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::bigint[]) "
+    "  AS u(topic, partition, expected, next)), "
+    "upd AS (UPDATE consumer_offsets o SET next_offset = u.next, updated_at = now() FROM u "
+    "  WHERE o.group_id = $1 AND o.topic = u.topic AND o.partition = u.partition "
+    "  AND u.expected >= 0 AND o.next_offset = u.expected RETURNING 1), "
+    "ins AS (INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) "
+    "  SELECT $1, topic, partition, next FROM u WHERE expected < 0 "
+    "  ON CONFLICT DO NOTHING RETURNING 1) "
+    "SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)";
+
+static const char sql_ledger[] =
+    "WITH ins AS (INSERT INTO ledger (" LEDGER_COLUMNS ") SELECT " LEDGER_COLUMNS
+    " FROM fc_stage_ledger ON CONFLICT DO NOTHING RETURNING event_id, occurred_at) "
+    "SELECT s.seq FROM fc_stage_ledger s JOIN ins USING (event_id, occurred_at)";
+
+/* The ORDER BY is the lock order that every replica shares; "C" matches strcmp. */
+static const char sql_channel[] = "INSERT INTO channel_agg AS a (bucket, channel, " AGG_COLUMNS ") "
+                                  "SELECT bucket, channel, " AGG_COLUMNS " FROM fc_stage_channel "
+                                  "ORDER BY bucket, channel COLLATE \"C\" "
+                                  "ON CONFLICT (bucket, channel) DO UPDATE SET " AGG_UPDATE;
+
+static const char sql_agent[] =
+    "INSERT INTO agent_agg AS a (bucket, agent_id, channel, " AGG_COLUMNS ") "
+    "SELECT bucket, agent_id, channel, " AGG_COLUMNS " FROM fc_stage_agent "
+    "ORDER BY bucket, agent_id COLLATE \"C\", channel COLLATE \"C\" "
+    "ON CONFLICT (bucket, agent_id, channel) DO UPDATE SET " AGG_UPDATE;
+
+static const char *const status_names[] = {
+    [DB_OK] = "ok",       [DB_RETRY] = "retry",       [DB_RECONNECT] = "reconnect",
+    [DB_STALE] = "stale", [DB_REJECTED] = "rejected", [DB_FATAL] = "fatal",
+};
+
+const char *db_status_name(enum db_status st)
+{
+	return status_names[st];
+}
+
+enum db_status db_classify(const char *sqlstate)
+{
+	if (sqlstate == NULL || strncmp(sqlstate, "08", 2) == 0)
+		return DB_RECONNECT;
+	/* admin_shutdown, crash_shutdown, cannot_connect_now: the server restarts. */
+	if (strncmp(sqlstate, "57P", 3) == 0)
+		return DB_RECONNECT;
+	if (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0 ||
+	    strcmp(sqlstate, "55P03") == 0 || strncmp(sqlstate, "53", 2) == 0)
+		return DB_RETRY;
+	if (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0 ||
+	    strncmp(sqlstate, "54", 2) == 0)
+		return DB_REJECTED;
+	/* Missing objects, permissions, authentication: no retry will help. */
+	if (strncmp(sqlstate, "42", 2) == 0 || strncmp(sqlstate, "3F", 2) == 0 ||
+	    strncmp(sqlstate, "28", 2) == 0 || strncmp(sqlstate, "0A", 2) == 0)
+		return DB_FATAL;
+	return DB_RETRY;
+}
+
+struct db *db_new(const char *conninfo, const char *schema)
+{
+	struct db *db = calloc(1, sizeof(*db));
+
+	if (db == NULL)
+		return NULL;
+	arena_init(&db->scratch, 0);
+	db->conninfo = strdup(conninfo ? conninfo : "");
+	db->schema = strdup(schema);
+	if (db->conninfo == NULL || db->schema == NULL) {
+		db_destroy(db);
+		return NULL;
+	}
+	return db;
+}
+
+void db_destroy(struct db *db)
+{
+	if (db == NULL)
+		return;
+	if (db->conn)
+		PQfinish(db->conn);
+	free(db->conninfo);
+	free(db->schema);
+	free(db->buf);
+	arena_release(&db->scratch);
+	free(db);
+}
+
+void db_set_recovery(struct db *db, const struct rules_policy *p)
+{
+	db->recovery = p != NULL;
+	if (p)
+		db->policy = *p;
+}
+
+const struct db_tx_stats *db_last_tx(const struct db *db)
+{
+	return &db->last;
+}
+
+struct pg_conn *db_conn(struct db *db)
+{
+	return db->conn;
+}
+
+/* Writes the error of res (or of the connection) and classifies it. */
+static enum db_status db_error(struct db *db, const PGresult *res, const char *what, char *errstr,
+                               size_t errstr_size)
+{
+	const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	enum db_status st;
+
+	if (msg == NULL)
+		msg = PQerrorMessage(db->conn);
+	if (PQstatus(db->conn) == CONNECTION_BAD)
+		st = DB_RECONNECT;
+	else
+		st = db_classify(sqlstate);
+	snprintf(errstr, errstr_size, "%s failed (sqlstate %s): %.*s", what,
+	         sqlstate ? sqlstate : "none", (int)strcspn(msg, "\n"), msg);
+	return st;
+}
+
+/* Runs sql, expecting a command or tuples; drains results so the connection stays usable. */
+static enum db_status db_exec(struct db *db, const char *sql, const char *what, char *errstr,
+                              size_t errstr_size)
+{
+	PGresult *res = PQexec(db->conn, sql);
+	enum db_status st = DB_OK;
+	ExecStatusType rs = PQresultStatus(res);
+
+	if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK)
+		st = db_error(db, res, what, errstr, errstr_size);
+	PQclear(res);
+	return st;
+}
+
+static void db_rollback(struct db *db)
+{
+	PGresult *res;
+
+	if (PQstatus(db->conn) != CONNECTION_OK)
+		return;
+	/* Leftover results of a failed COPY must be read before anything else is sent. */
+	while ((res = PQgetResult(db->conn)) != NULL)
+		PQclear(res);
+	res = PQexec(db->conn, "ROLLBACK");
+	PQclear(res);
+}
+
+enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
+{
+	char sql[256];
+	char *ident = NULL;
+	enum db_status st;
+	int version;
+
+	if (db->conn)
+		PQfinish(db->conn);
+	db->conn = PQconnectdb(db->conninfo);
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		/* libpq's message names host and user, never the password. */
+		const char *msg = PQerrorMessage(db->conn);
+
+		snprintf(errstr, errstr_size, "cannot connect to postgresql: %.*s",
+		         (int)strcspn(msg, "\n"), msg);
+		return DB_RECONNECT;
+	}
+	version = migrate_current_version(db->conn, db->schema, errstr, errstr_size);
+	if (version < 0)
+		return PQstatus(db->conn) == CONNECTION_OK ? DB_FATAL : DB_RECONNECT;
+	if (version < fc_migrations[fc_migrations_count - 1].version) {
+		snprintf(errstr, errstr_size,
+		         "schema \"%s\" is at version %d, this build needs %d: run "
+		         "'feedback-consumer migrate'",
+		         db->schema, version, fc_migrations[fc_migrations_count - 1].version);
+		return DB_FATAL;
+	}
+	ident = PQescapeIdentifier(db->conn, db->schema, strlen(db->schema));
+	if (ident == NULL)
+		return db_error(db, NULL, "quoting the schema name", errstr, errstr_size);
+	snprintf(sql, sizeof(sql), "SET search_path TO %s", ident);
+	PQfreemem(ident);
+	st = db_exec(db, sql, "setting the search path", errstr, errstr_size);
+	for (size_t i = 0; st == DB_OK && i < sizeof(setup_sql) / sizeof(setup_sql[0]); i++)
+		st = db_exec(db, setup_sql[i], "creating the staging tables", errstr, errstr_size);
+	return st;
+}
+
+enum db_status db_maintain(struct db *db, char *errstr, size_t errstr_size)
+{
+	/* CASE evaluates the lock first; the transaction of the statement holds it. */
+	static const char sql[] =
+	    "SELECT CASE WHEN pg_try_advisory_xact_lock(hashtext('feedback.ledger_partitions'))"
+	    " THEN ledger_ensure_partitions(((now() AT TIME ZONE 'UTC') - interval '1 "
+	    "month')::date, 4)"
+	    " END";
+
+	return db_exec(db, sql, "creating ledger partitions", errstr, errstr_size);
+}
+
+/* --- COPY text ---------------------------------------------------------- */
+
+static void buf_reserve(struct db *db, size_t more)
+{
+	size_t cap;
+	char *p;
+
+	if (db->len + more <= db->cap)
+		return;
+	cap = db->cap ? db->cap : 1 << 16;
+	while (cap < db->len + more)
+		cap *= 2;
+	p = realloc(db->buf, cap);
+	if (p == NULL) {
+		db->oom = true;
+		return;
+	}
+	db->buf = p;
+	db->cap = cap;
+}
+
+static void buf_raw(struct db *db, const char *s, size_t n)
+{
+	buf_reserve(db, n);
+	if (db->oom)
+		return;
+	memcpy(db->buf + db->len, s, n);
+	db->len += n;
+}
+
+static void buf_sep(struct db *db, char c)
+{
+	buf_raw(db, &c, 1);
+}
+
+/* A text field in COPY text format: backslash, tab, newline and CR escaped. */
+static void buf_text(struct db *db, const char *s)
+{
+	size_t n = strlen(s);
+
+	buf_reserve(db, 2 * n);
+	if (db->oom)
+		return;
+	for (const char *p = s; *p; p++) {
+		char c = *p;
+
+		switch (c) {
+		case '\\':
+			db->buf[db->len++] = '\\';
+			db->buf[db->len++] = '\\';
+			break;
+		case '\t':
+			db->buf[db->len++] = '\\';
+			db->buf[db->len++] = 't';
+			break;
+		case '\n':
+			db->buf[db->len++] = '\\';
+			db->buf[db->len++] = 'n';
+			break;
+		case '\r':
+			db->buf[db->len++] = '\\';
+			db->buf[db->len++] = 'r';
+			break;
+		default:
+			db->buf[db->len++] = c;
+		}
+	}
+}
+
+static void buf_null(struct db *db)
+{
+	buf_raw(db, "\\N", 2);
+}
+
+/* Empty optional strings are stored as NULL. */
+static void buf_opt_text(struct db *db, const char *s)
+{
+	if (*s)
+		buf_text(db, s);
+	else
+		buf_null(db);
+}
+
+static void buf_int(struct db *db, int64_t v)
+{
+	char tmp[24];
+	int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
+
+	buf_raw(db, tmp, (size_t)n);
+}
+
+/* An instant as an ISO timestamp with explicit UTC offset. */
+static void buf_time(struct db *db, int64_t us)
+{
+	int64_t secs = us / 1000000, frac = us % 1000000;
+	time_t t;
+	struct tm tm;
+	char tmp[48];
+	int n;
+
+	if (frac < 0) {
+		frac += 1000000;
+		secs -= 1;
+	}
+	t = (time_t)secs;
+	gmtime_r(&t, &tm);
+	n = snprintf(tmp, sizeof(tmp), "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900,
+	             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+	buf_raw(db, tmp, (size_t)n);
+}
+
+static void buf_rating(struct db *db, const struct rating *r, bool with_scale)
+{
+	if (!r->present) {
+		buf_null(db);
+		if (with_scale) {
+			buf_sep(db, '\t');
+			buf_null(db);
+			buf_sep(db, '\t');
+			buf_null(db);
+		}
+		return;
+	}
+	buf_int(db, r->score);
+	if (with_scale) {
+		buf_sep(db, '\t');
+		buf_int(db, r->scale_min);
+		buf_sep(db, '\t');
+		buf_int(db, r->scale_max);
+	}
+}
+
+static void buf_ledger_row(struct db *db, const struct batch_msg *m, const struct batch_event *be,
+                           int32_t seq)
+{
+	const struct event *ev = &be->ev;
+
+	buf_text(db, ev->event_id);
+	buf_sep(db, '\t');
+	buf_time(db, ev->occurred_at_us);
+	buf_sep(db, '\t');
+	buf_text(db, channel_name(ev->channel));
+	buf_sep(db, '\t');
+	buf_text(db, ev->customer_id);
+	buf_sep(db, '\t');
+	buf_opt_text(db, ev->agent_id);
+	buf_sep(db, '\t');
+	buf_opt_text(db, ev->interaction_id);
+	buf_sep(db, '\t');
+	buf_rating(db, &ev->csat, true);
+	buf_sep(db, '\t');
+	buf_rating(db, &ev->nps, false);
+	buf_sep(db, '\t');
+	buf_rating(db, &ev->ces, true);
+	buf_sep(db, '\t');
+	if (ev->ces.present)
+		buf_raw(db, ev->ces.inverted ? "t" : "f", 1);
+	else
+		buf_null(db);
+	buf_sep(db, '\t');
+	if (ev->fcr != FCR_NOT_ASKED)
+		buf_int(db, ev->fcr);
+	else
+		buf_null(db);
+	buf_sep(db, '\t');
+	if (ev->has_contact) {
+		buf_int(db, ev->outcome);
+		buf_sep(db, '\t');
+		buf_int(db, ev->wait_seconds);
+		buf_sep(db, '\t');
+		buf_int(db, ev->handle_seconds);
+	} else {
+		buf_raw(db, "\\N\t\\N\t\\N", 8);
+	}
+	buf_sep(db, '\t');
+	buf_int(db, be->negative_reasons);
+	buf_sep(db, '\t');
+	buf_int(db, m->partition);
+	buf_sep(db, '\t');
+	buf_int(db, m->offset);
+	buf_sep(db, '\t');
+	buf_int(db, seq);
+	buf_sep(db, '\n');
+}
+
+static void buf_counts(struct db *db, const struct kpi_counts *c)
+{
+	const int64_t v[] = {
+	    c->csat_n,
+	    c->csat_satisfied,
+	    c->csat_score_units,
+	    c->nps_n,
+	    c->nps_promoters,
+	    c->nps_passives,
+	    c->nps_detractors,
+	    c->ces_n,
+	    c->ces_effort_sum,
+	    c->ces_high,
+	    c->ces_low,
+	    c->fcr_n,
+	    c->fcr_yes,
+	    c->offered,
+	    c->answered,
+	    c->abandoned,
+	    c->self_service,
+	    c->answered_within_sl,
+	    c->wait_seconds_answered,
+	    c->handle_seconds,
+	    c->negative,
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		buf_sep(db, '\t');
+		buf_int(db, v[i]);
+	}
+}
+
+/* Sends db->buf with COPY ... FROM STDIN. */
+static enum db_status db_copy(struct db *db, const char *sql, const char *what, char *errstr,
+                              size_t errstr_size)
+{
+	PGresult *res = NULL;
+	enum db_status st = DB_OK;
+
+	if (db->oom) {
+		snprintf(errstr, errstr_size, "%s: out of memory", what);
+		return DB_FATAL;
+	}
+	res = PQexec(db->conn, sql);
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		st = db_error(db, res, what, errstr, errstr_size);
+		goto out;
+	}
+	PQclear(res);
+	res = NULL;
+	if (PQputCopyData(db->conn, db->buf, (int)db->len) != 1 ||
+	    PQputCopyEnd(db->conn, NULL) != 1) {
+		st = db_error(db, NULL, what, errstr, errstr_size);
+		goto out;
+	}
+	res = PQgetResult(db->conn);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		st = db_error(db, res, what, errstr, errstr_size);
+out:
+	PQclear(res);
+	return st;
+}
+
+/* --- transactions ------------------------------------------------------- */
+
+/* Appends a PostgreSQL array literal of n values written by put(i). */
+static void buf_array_begin(struct db *db)
+{
+	buf_sep(db, '{');
+}
+
+static void buf_array_sep(struct db *db, size_t i)
+{
+	if (i > 0)
+		buf_sep(db, ',');
+}
+
+static void buf_array_end(struct db *db)
+{
+	buf_sep(db, '}');
+	buf_sep(db, '\0');
+}
+
+/* Array elements are double-quoted with backslash escapes for " and \. */
+static void buf_array_text(struct db *db, const char *s)
+{
+	buf_sep(db, '"');
+	for (const char *p = s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			buf_sep(db, '\\');
+		buf_sep(db, *p);
+	}
+	buf_sep(db, '"');
+}
+
+static enum db_status db_advance_offsets(struct db *db, const char *group,
+                                         const char *const *topics, const struct offset_update *u,
+                                         size_t nu, char *errstr, size_t errstr_size)
+{
+	const char *params[5];
+	size_t at[4];
+	PGresult *res = NULL;
+	enum db_status st = DB_OK;
+	long long moved;
+
+	db->len = 0;
+	at[0] = db->len;
+	buf_array_begin(db);
+	for (size_t i = 0; i < nu; i++) {
+		buf_array_sep(db, i);
+		buf_array_text(db, topics[u[i].topic]);
+	}
+	buf_array_end(db);
+	at[1] = db->len;
+	buf_array_begin(db);
+	for (size_t i = 0; i < nu; i++) {
+		buf_array_sep(db, i);
+		buf_int(db, u[i].partition);
+	}
+	buf_array_end(db);
+	at[2] = db->len;
+	buf_array_begin(db);
+	for (size_t i = 0; i < nu; i++) {
+		buf_array_sep(db, i);
+		buf_int(db, u[i].expected);
+	}
+	buf_array_end(db);
+	at[3] = db->len;
+	buf_array_begin(db);
+	for (size_t i = 0; i < nu; i++) {
+		buf_array_sep(db, i);
+		buf_int(db, u[i].next);
+	}
+	buf_array_end(db);
+	if (db->oom) {
+		snprintf(errstr, errstr_size, "advancing offsets: out of memory");
+		return DB_FATAL;
+	}
+	params[0] = group;
+	for (int i = 0; i < 4; i++)
+		params[i + 1] = db->buf + at[i];
+	res = PQexecParams(db->conn, sql_offsets, 5, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		st = db_error(db, res, "advancing offsets", errstr, errstr_size);
+		goto out;
+	}
+	moved = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	if (moved != (long long)nu) {
+		snprintf(errstr, errstr_size,
+		         "stored offsets of %zu of %zu partitions moved on: another consumer "
+		         "owns them now",
+		         nu - (size_t)moved, nu);
+		st = DB_STALE;
+	}
+out:
+	PQclear(res);
+	return st;
+}
+
+static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t from, size_t to,
+                                       size_t *n_new, char *errstr, size_t errstr_size)
+{
+	PGresult *res = NULL;
+	enum db_status st;
+	size_t rows = 0;
+
+	*n_new = 0;
+	db->len = 0;
+	for (size_t i = from; i < to; i++) {
+		const struct batch_msg *m = &b->msgs[i];
+
+		if (m->event < 0)
+			continue;
+		buf_ledger_row(db, m, &b->events[m->event], m->event);
+		rows++;
+	}
+	if (rows == 0)
+		return DB_OK;
+	st = db_copy(db, "COPY fc_stage_ledger FROM STDIN", "staging ledger rows", errstr,
+	             errstr_size);
+	if (st != DB_OK)
+		return st;
+	res = PQexec(db->conn, sql_ledger);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		st = db_error(db, res, "inserting ledger rows", errstr, errstr_size);
+		goto out;
+	}
+	for (int r = 0; r < PQntuples(res); r++) {
+		long seq = strtol(PQgetvalue(res, r, 0), NULL, 10);
+
+		b->events[seq].is_new = true;
+	}
+	*n_new = (size_t)PQntuples(res);
+out:
+	PQclear(res);
+	return st;
+}
+
+static enum db_status db_add_aggregates(struct db *db, struct batch *b, size_t from, size_t to,
+                                        char *errstr, size_t errstr_size)
+{
+	struct agg_row *ch = NULL, *ag = NULL;
+	size_t n_ch = 0, n_ag = 0;
+	enum db_status st;
+
+	if (batch_combine(b, from, to, &ch, &n_ch, &ag, &n_ag) != 0) {
+		snprintf(errstr, errstr_size, "combining the batch: out of memory");
+		return DB_FATAL;
+	}
+	db->len = 0;
+	for (size_t i = 0; i < n_ch; i++) {
+		buf_time(db, ch[i].bucket * 1000000);
+		buf_sep(db, '\t');
+		buf_text(db, channel_name(ch[i].channel));
+		buf_counts(db, &ch[i].counts);
+		buf_sep(db, '\n');
+	}
+	if (n_ch > 0) {
+		st = db_copy(db, "COPY fc_stage_channel FROM STDIN", "staging channel aggregates",
+		             errstr, errstr_size);
+		if (st == DB_OK)
+			st = db_exec(db, sql_channel, "adding channel aggregates", errstr,
+			             errstr_size);
+		if (st != DB_OK)
+			return st;
+	}
+	db->len = 0;
+	for (size_t i = 0; i < n_ag; i++) {
+		buf_time(db, ag[i].bucket * 1000000);
+		buf_sep(db, '\t');
+		buf_text(db, ag[i].agent_id);
+		buf_sep(db, '\t');
+		buf_text(db, channel_name(ag[i].channel));
+		buf_counts(db, &ag[i].counts);
+		buf_sep(db, '\n');
+	}
+	if (n_ag > 0) {
+		st = db_copy(db, "COPY fc_stage_agent FROM STDIN", "staging agent aggregates",
+		             errstr, errstr_size);
+		if (st == DB_OK)
+			st = db_exec(db, sql_agent, "adding agent aggregates", errstr, errstr_size);
+		if (st != DB_OK)
+			return st;
+	}
+	return DB_OK;
+}
+
+/* --- service recovery ---------------------------------------------------- */
+
+struct neg_ref {
+	const struct batch_event *be;
+	size_t msg;
+};
+
+static int neg_ref_cmp(const void *pa, const void *pb)
+{
+	const struct neg_ref *a = pa, *b = pb;
+	int c = strcmp(a->be->ev.customer_id, b->be->ev.customer_id);
+
+	if (c != 0)
+		return c;
+	if (a->be->ev.occurred_at_us != b->be->ev.occurred_at_us)
+		return a->be->ev.occurred_at_us < b->be->ev.occurred_at_us ? -1 : 1;
+	return a->msg < b->msg ? -1 : a->msg > b->msg;
+}
+
+/* Parses an int8[] literal "{1,2,3}" into st->negatives_us. */
+static int parse_negatives(const char *s, struct rules_state *st)
+{
+	size_t n = 0;
+
+	for (const char *p = s; *p; p++)
+		n += *p == ',';
+	n += 1;
+	st->negatives_us = calloc(n, sizeof(int64_t));
+	if (st->negatives_us == NULL)
+		return -1;
+	st->cap_negatives = n;
+	st->n_negatives = 0;
+	for (const char *p = s; *p;) {
+		if (*p == '-' || (*p >= '0' && *p <= '9')) {
+			char *end;
+			st->negatives_us[st->n_negatives++] = strtoll(p, &end, 10);
+			p = end;
+		} else {
+			p++;
+		}
+	}
+	return 0;
+}
+
+static void buf_bytea(struct db *db, const uint8_t *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	/* COPY text unescapes "\\x" to "\x", which bytea reads as hex. */
+	buf_raw(db, "\\\\x", 3);
+	buf_reserve(db, 2 * n);
+	if (db->oom)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		db->buf[db->len++] = hex[p[i] >> 4];
+		db->buf[db->len++] = hex[p[i] & 15];
+	}
+}
+
+static void buf_outbox_row(struct db *db, const struct event *ev, const struct rules_decision *d,
+                           int64_t detected_us, const uint8_t *payload, size_t len)
+{
+	buf_raw(db, TRIGGER_ID_PREFIX, strlen(TRIGGER_ID_PREFIX));
+	buf_text(db, ev->event_id);
+	buf_sep(db, '\t');
+	buf_text(db, ev->event_id);
+	buf_sep(db, '\t');
+	buf_text(db, ev->customer_id);
+	buf_sep(db, '\t');
+	buf_text(db, channel_name(ev->channel));
+	buf_sep(db, '\t');
+	buf_int(db, d->severity);
+	buf_sep(db, '\t');
+	buf_int(db, d->reasons);
+	buf_sep(db, '\t');
+	buf_int(db, d->repeat_count);
+	buf_sep(db, '\t');
+	buf_int(db, d->suppressed_count);
+	buf_sep(db, '\t');
+	buf_time(db, ev->occurred_at_us);
+	buf_sep(db, '\t');
+	buf_time(db, detected_us);
+	buf_sep(db, '\t');
+	buf_time(db, d->follow_up_by_us);
+	buf_sep(db, '\t');
+	buf_bytea(db, payload, len);
+	buf_sep(db, '\n');
+}
+
+static int64_t wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Decides the triggers of the new negative events of messages [from, to):
+ * locks their customers' recovery state in customer order, applies the
+ * rules in (customer, occurred_at) order, stores the state and queues the
+ * triggers in the outbox, and notifies the publishers at commit.
+ */
+static enum db_status db_recover(struct db *db, struct batch *b, size_t from, size_t to,
+                                 char *errstr, size_t errstr_size)
+{
+	struct neg_ref *refs = NULL;
+	struct rules_state *states = NULL;
+	const char **customers = NULL;
+	PGresult *res = NULL;
+	enum db_status st = DB_OK;
+	size_t n = 0, n_cust = 0;
+	int64_t detected_us = wall_us();
+
+	for (size_t i = from; i < to; i++) {
+		const struct batch_msg *m = &b->msgs[i];
+		if (m->event >= 0 && b->events[m->event].is_new &&
+		    b->events[m->event].negative_reasons != 0)
+			n++;
+	}
+	if (n == 0)
+		return DB_OK;
+	refs = malloc(n * sizeof(*refs));
+	customers = malloc(n * sizeof(*customers));
+	states = calloc(n, sizeof(*states));
+	if (!refs || !customers || !states) {
+		snprintf(errstr, errstr_size, "service recovery: out of memory");
+		st = DB_FATAL;
+		goto out;
+	}
+	n = 0;
+	for (size_t i = from; i < to; i++) {
+		const struct batch_msg *m = &b->msgs[i];
+		if (m->event >= 0 && b->events[m->event].is_new &&
+		    b->events[m->event].negative_reasons != 0)
+			refs[n++] = (struct neg_ref){&b->events[m->event], i};
+	}
+	qsort(refs, n, sizeof(*refs), neg_ref_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (n_cust == 0 || strcmp(customers[n_cust - 1], refs[i].be->ev.customer_id) != 0)
+			customers[n_cust++] = refs[i].be->ev.customer_id;
+
+	db->len = 0;
+	buf_array_begin(db);
+	for (size_t i = 0; i < n_cust; i++) {
+		buf_array_sep(db, i);
+		buf_array_text(db, customers[i]);
+	}
+	buf_array_end(db);
+	if (db->oom) {
+		snprintf(errstr, errstr_size, "service recovery: out of memory");
+		st = DB_FATAL;
+		goto out;
+	}
+	const char *params[1] = {db->buf};
+	res = PQexecParams(db->conn, sql_recovery_rows, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		st = db_error(db, res, "creating recovery state", errstr, errstr_size);
+		goto out;
+	}
+	PQclear(res);
+	res = PQexecParams(db->conn, sql_recovery_lock, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		st = db_error(db, res, "locking recovery state", errstr, errstr_size);
+		goto out;
+	}
+	if ((size_t)PQntuples(res) != n_cust) {
+		snprintf(errstr, errstr_size, "locking recovery state: %d rows for %zu customers",
+		         PQntuples(res), n_cust);
+		st = DB_RETRY;
+		goto out;
+	}
+	for (size_t c = 0; c < n_cust; c++) {
+		/* Rows come in customer order, like the array. */
+		if (strcmp(PQgetvalue(res, (int)c, 0), customers[c]) != 0) {
+			snprintf(errstr, errstr_size,
+			         "recovery state out of order for customer %zu", c);
+			st = DB_FATAL;
+			goto out;
+		}
+		if (parse_negatives(PQgetvalue(res, (int)c, 1), &states[c]) != 0) {
+			snprintf(errstr, errstr_size, "service recovery: out of memory");
+			st = DB_FATAL;
+			goto out;
+		}
+		states[c].has_trigger = !PQgetisnull(res, (int)c, 2);
+		if (states[c].has_trigger)
+			states[c].last_trigger_us = strtoll(PQgetvalue(res, (int)c, 2), NULL, 10);
+		states[c].suppressed = (uint32_t)strtoul(PQgetvalue(res, (int)c, 3), NULL, 10);
+	}
+	PQclear(res);
+	res = NULL;
+
+	/* Evaluate in (customer, occurred_at) order; outbox rows go to the buffer. */
+	arena_reset(&db->scratch);
+	db->len = 0;
+	size_t c = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct event *ev = &refs[i].be->ev;
+		struct rules_decision d;
+
+		while (strcmp(customers[c], ev->customer_id) != 0)
+			c++;
+		if (rules_evaluate(&db->policy, ev, refs[i].be->negative_reasons, detected_us,
+		                   &states[c], &d) != 0) {
+			snprintf(errstr, errstr_size, "service recovery: out of memory");
+			st = DB_FATAL;
+			goto out;
+		}
+		if (!d.trigger) {
+			db->last.suppressed++;
+			continue;
+		}
+		size_t len = 0;
+		uint8_t *payload = trigger_pack(ev, &d, detected_us, &db->scratch, &len);
+		if (payload == NULL) {
+			snprintf(errstr, errstr_size, "service recovery: out of memory");
+			st = DB_FATAL;
+			goto out;
+		}
+		buf_outbox_row(db, ev, &d, detected_us, payload, len);
+		db->last.triggers++;
+	}
+	if (db->last.triggers > 0) {
+		st = db_copy(db, "COPY fc_stage_outbox FROM STDIN", "staging triggers", errstr,
+		             errstr_size);
+		if (st == DB_OK)
+			st = db_exec(db, sql_outbox, "queueing triggers", errstr, errstr_size);
+		if (st != DB_OK)
+			goto out;
+	}
+
+	db->len = 0;
+	for (size_t k = 0; k < n_cust; k++) {
+		buf_text(db, customers[k]);
+		buf_sep(db, '\t');
+		buf_sep(db, '{');
+		for (size_t j = 0; j < states[k].n_negatives; j++) {
+			if (j > 0)
+				buf_sep(db, ',');
+			buf_int(db, states[k].negatives_us[j]);
+		}
+		buf_sep(db, '}');
+		buf_sep(db, '\t');
+		if (states[k].has_trigger)
+			buf_int(db, states[k].last_trigger_us);
+		else
+			buf_null(db);
+		buf_sep(db, '\t');
+		buf_int(db, states[k].suppressed);
+		buf_sep(db, '\n');
+	}
+	st = db_copy(db, "COPY fc_stage_recovery FROM STDIN", "staging recovery state", errstr,
+	             errstr_size);
+	if (st == DB_OK)
+		st = db_exec(db, sql_recovery_store, "storing recovery state", errstr, errstr_size);
+	if (st == DB_OK && db->last.triggers > 0) {
+		/* Delivered at commit, and only then: publishers never see a row too early. */
+		char *chan = PQescapeLiteral(db->conn, db->schema, strlen(db->schema));
+		char sql[200];
+
+		if (chan == NULL) {
+			st = db_error(db, NULL, "notifying publishers", errstr, errstr_size);
+			goto out;
+		}
+		snprintf(sql, sizeof(sql), "SELECT pg_notify(%s || '.recovery', '')", chan);
+		PQfreemem(chan);
+		st = db_exec(db, sql, "notifying publishers", errstr, errstr_size);
+	}
+out:
+	PQclear(res);
+	if (states)
+		for (size_t k = 0; k < n_cust; k++)
+			rules_state_release(&states[k]);
+	free(states);
+	free(customers);
+	free(refs);
+	return st;
+}
+
+enum db_status db_apply(struct db *db, const char *group, const char *const *topics,
+                        struct batch *b, size_t from, size_t to, const struct offset_update *u,
+                        size_t nu, char *errstr, size_t errstr_size)
+{
+	enum db_status st;
+	size_t n_new = 0;
+
+	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
+		snprintf(errstr, errstr_size, "not connected to postgresql");
+		return DB_RECONNECT;
+	}
+	db->oom = false;
+	memset(&db->last, 0, sizeof(db->last));
+	for (size_t i = from; i < to; i++)
+		if (b->msgs[i].event >= 0)
+			b->events[b->msgs[i].event].is_new = false;
+
+	st = db_exec(db, "BEGIN", "beginning a transaction", errstr, errstr_size);
+	if (st != DB_OK)
+		goto out;
+	/* Offsets first: a stale replica blocks or fails here before writing anything. */
+	st = db_advance_offsets(db, group, topics, u, nu, errstr, errstr_size);
+	if (st != DB_OK)
+		goto out;
+	st = db_insert_ledger(db, b, from, to, &n_new, errstr, errstr_size);
+	if (st != DB_OK)
+		goto out;
+	if (n_new > 0) {
+		st = db_add_aggregates(db, b, from, to, errstr, errstr_size);
+		if (st == DB_OK && db->recovery)
+			st = db_recover(db, b, from, to, errstr, errstr_size);
+		if (st != DB_OK)
+			goto out;
+	}
+	st = db_exec(db, "COMMIT", "committing", errstr, errstr_size);
+	db->last.accepted = n_new;
+out:
+	if (st != DB_OK) {
+		memset(&db->last, 0, sizeof(db->last));
+		db_rollback(db);
+		for (size_t i = from; i < to; i++)
+			if (b->msgs[i].event >= 0)
+				b->events[b->msgs[i].event].is_new = false;
+	}
+	return st;
+}
+
+enum db_status db_load_offsets(struct db *db, const char *group, const char *topic,
+                               const int32_t *partitions, size_t n, int64_t *next, char *errstr,
+                               size_t errstr_size)
+{
+	static const char sql[] = "SELECT partition, next_offset FROM consumer_offsets "
+	                          "WHERE group_id = $1 AND topic = $2";
+	const char *params[2] = {group, topic};
+	PGresult *res;
+	enum db_status st = DB_OK;
+
+	for (size_t i = 0; i < n; i++)
+		next[i] = -1;
+	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
+		snprintf(errstr, errstr_size, "not connected to postgresql");
+		return DB_RECONNECT;
+	}
+	res = PQexecParams(db->conn, sql, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		st = db_error(db, res, "reading stored offsets", errstr, errstr_size);
+		goto out;
+	}
+	for (int r = 0; r < PQntuples(res); r++) {
+		int32_t p = (int32_t)strtol(PQgetvalue(res, r, 0), NULL, 10);
+
+		for (size_t i = 0; i < n; i++)
+			if (partitions[i] == p)
+				next[i] = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+	}
+out:
+	PQclear(res);
+	return st;
+}

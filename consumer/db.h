@@ -1,0 +1,89 @@
+/*
+ * db.h - the one owner of the PostgreSQL connection.
+ *
+ * Applies a batch (or a message range of it) in one transaction: compare
+ * and set of the stored offsets, new ledger rows, their contribution to the
+ * aggregates. Every call answers with what the caller must do next.
+ */
+#ifndef FC_DB_H
+#define FC_DB_H
+
+#include "batch.h"
+#include "rules.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum db_status {
+	DB_OK,
+	DB_RETRY,     /* serialization failure, deadlock, resources: retry after a pause */
+	DB_RECONNECT, /* the connection is gone (SQLSTATE class 08, shutdown): reconnect */
+	DB_STALE,     /* the stored offsets moved on: another consumer owns the partition */
+	DB_REJECTED,  /* a row broke a rule of the database (class 22, 23, 54): split */
+	DB_FATAL,     /* schema missing, authentication, programming error: stop */
+};
+
+struct db;
+
+/*
+ * A wrapper for conninfo (a libpq connection string or URI; "" means the
+ * PG* environment) and the objects of schema. Does not connect yet.
+ */
+struct db *db_new(const char *conninfo, const char *schema);
+void db_destroy(struct db *db);
+
+/* What the last successful db_apply did. */
+struct db_tx_stats {
+	size_t accepted;   /* new events (the rest were duplicates) */
+	size_t triggers;   /* recovery triggers queued in the outbox */
+	size_t suppressed; /* negatives the cooldown kept from triggering */
+};
+
+/*
+ * Turns service recovery on with policy p (copied), or off with NULL: each
+ * db_apply then decides the triggers of its new negative events and queues
+ * them in the outbox, in the same transaction.
+ */
+void db_set_recovery(struct db *db, const struct rules_policy *p);
+
+const struct db_tx_stats *db_last_tx(const struct db *db);
+
+/* Connects (again), checks the schema is migrated, prepares statements. */
+enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size);
+
+/* The open connection, or NULL; owned by db. */
+struct pg_conn *db_conn(struct db *db);
+
+/*
+ * Creates the monthly ledger partitions from last month to two months
+ * ahead where missing. Only one replica does it at a time; the others skip
+ * (advisory lock), so it is safe to call on every connect and hourly.
+ */
+enum db_status db_maintain(struct db *db, char *errstr, size_t errstr_size);
+
+/*
+ * Reads the stored next offsets of n partitions of topic for group into
+ * next[i] (-1 where none is stored).
+ */
+enum db_status db_load_offsets(struct db *db, const char *group, const char *topic,
+                               const int32_t *partitions, size_t n, int64_t *next, char *errstr,
+                               size_t errstr_size);
+
+/*
+ * Applies messages [from, to) of b in one transaction: advances the offsets
+ * of updates u (compare and set on u[i].expected; DB_STALE when any moved),
+ * inserts the events into the ledger (marking b->events[].is_new for those
+ * not seen before) and adds the new ones to the aggregates. topics names
+ * the topic indexes of b and u. On any status but DB_OK the transaction
+ * was rolled back and errstr says why.
+ */
+enum db_status db_apply(struct db *db, const char *group, const char *const *topics,
+                        struct batch *b, size_t from, size_t to, const struct offset_update *u,
+                        size_t nu, char *errstr, size_t errstr_size);
+
+/* What to do about an error with this SQLSTATE (NULL: connection lost). */
+enum db_status db_classify(const char *sqlstate);
+
+const char *db_status_name(enum db_status st);
+
+#endif

@@ -1,0 +1,438 @@
+#include "decode.h"
+
+#include "feedback/v1/feedback.pb-c.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_ID_BYTES      128
+#define MAX_COMMENT_BYTES 4096
+#define MAX_ATTRIBUTES    32
+#define MAX_FUTURE_US     (300LL * 1000000)
+#define MAX_DURATION_S    604800u /* a week: longer waits and handle times are data errors */
+#define MIN_SECONDS       (-62135596800LL) /* 0001-01-01T00:00:00Z */
+#define MAX_SECONDS       253402300799LL   /* 9999-12-31T23:59:59Z */
+
+static const char *const reason_codes[DECODE_RESULT_COUNT] = {
+    [DECODE_OK] = "ok",
+    [DECODE_EMPTY_VALUE] = "empty_value",
+    [DECODE_FRAMING_ERROR] = "framing_error",
+    [DECODE_DECODE_ERROR] = "decode_error",
+    [DECODE_MISSING_EVENT_ID] = "missing_event_id",
+    [DECODE_INVALID_EVENT_ID] = "invalid_event_id",
+    [DECODE_MISSING_OCCURRED_AT] = "missing_occurred_at",
+    [DECODE_INVALID_OCCURRED_AT] = "invalid_occurred_at",
+    [DECODE_FUTURE_OCCURRED_AT] = "future_occurred_at",
+    [DECODE_MISSING_CUSTOMER_ID] = "missing_customer_id",
+    [DECODE_INVALID_CUSTOMER_ID] = "invalid_customer_id",
+    [DECODE_INVALID_AGENT_ID] = "invalid_agent_id",
+    [DECODE_INVALID_INTERACTION_ID] = "invalid_interaction_id",
+    [DECODE_COMMENT_TOO_LONG] = "comment_too_long",
+    [DECODE_INVALID_LOCALE] = "invalid_locale",
+    [DECODE_TOO_MANY_ATTRIBUTES] = "too_many_attributes",
+    [DECODE_INVALID_STRING] = "invalid_string",
+    [DECODE_INVALID_CHANNEL] = "invalid_channel",
+    [DECODE_CHANNEL_MISMATCH] = "channel_mismatch",
+    [DECODE_INVALID_METRIC] = "invalid_metric",
+    [DECODE_DUPLICATE_METRIC] = "duplicate_metric",
+    [DECODE_INVALID_SCALE] = "invalid_scale",
+    [DECODE_INVALID_SCORE] = "invalid_score",
+    [DECODE_INVALID_RESOLUTION] = "invalid_resolution",
+    [DECODE_INVALID_OUTCOME] = "invalid_outcome",
+    [DECODE_NO_CONTENT] = "no_content",
+    [DECODE_INVALID_DURATION] = "invalid_duration",
+};
+
+const char *decode_reason_code(enum decode_result r)
+{
+	if ((unsigned)r >= DECODE_RESULT_COUNT || reason_codes[r] == NULL)
+		return "unknown";
+	return reason_codes[r];
+}
+
+static enum decode_result fail(char *errmsg, size_t size, enum decode_result r, const char *fmt,
+                               ...) __attribute__((format(printf, 4, 5)));
+
+static enum decode_result fail(char *errmsg, size_t size, enum decode_result r, const char *fmt,
+                               ...)
+{
+	va_list ap;
+
+	if (errmsg && size) {
+		va_start(ap, fmt);
+		vsnprintf(errmsg, size, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+/* At most 64 bytes of s, non-printable bytes as \xNN: safe to log. */
+static const char *quote(const char *s, size_t len, char *buf, size_t size)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len && i < 64 && o + 5 < size; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'')
+			buf[o++] = (char)c;
+		else
+			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+	}
+	if (len > 64 && o + 4 < size) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+/* Reads a base-128 varint; false when truncated or longer than 10 bytes. */
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; shift < 70; shift += 7) {
+		if (*p >= end)
+			return false;
+		uint8_t b = *(*p)++;
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF) and
+ * no NUL byte.
+ */
+static bool valid_utf8(const uint8_t *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t c = s[i];
+		if (c == 0)
+			return false;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t len;
+		uint32_t cp, min;
+		if ((c & 0xe0) == 0xc0) {
+			len = 2, cp = c & 0x1f, min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			len = 3, cp = c & 0x0f, min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			len = 4, cp = c & 0x07, min = 0x10000;
+		} else {
+			return false;
+		}
+		if (i + len > n)
+			return false;
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+/*
+ * protobuf-c hands out strings as C strings, so a NUL inside one would
+ * silently shorten it. This walks the wire form of the message and checks
+ * every length-delimited string field of the event (and of its attribute
+ * map entries) as the bytes that were sent. Returns the field number of
+ * the first bad string, 0 when all are valid, -1 when the wire is broken.
+ */
+static int wire_check_strings(const uint8_t *p, const uint8_t *end, bool is_map_entry)
+{
+	while (p < end) {
+		uint64_t tag, len;
+		if (!read_varint(&p, end, &tag))
+			return -1;
+		uint32_t field = (uint32_t)(tag >> 3);
+		switch (tag & 7) {
+		case 0:
+			if (!read_varint(&p, end, &len))
+				return -1;
+			break;
+		case 1:
+			if (end - p < 8)
+				return -1;
+			p += 8;
+			break;
+		case 5:
+			if (end - p < 4)
+				return -1;
+			p += 4;
+			break;
+		case 2: {
+			if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p))
+				return -1;
+			bool is_string = is_map_entry ? (field == 1 || field == 2)
+			                              : (field == 1 || field == 4 || field == 5 ||
+			                                 field == 6 || field == 9 || field == 10);
+			if (is_string && !valid_utf8(p, (size_t)len))
+				return (int)field;
+			if (!is_map_entry && field == 11) {
+				int bad = wire_check_strings(p, p + len, true);
+				if (bad != 0)
+					return bad < 0 ? -1 : 11;
+			}
+			p += len;
+			break;
+		}
+		default:
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static const char *metric_name(int m)
+{
+	return m == METRIC_CSAT ? "csat" : m == METRIC_NPS ? "nps" : "ces";
+}
+
+static enum decode_result check_rating(const Feedback__V1__Rating *r, struct rating *out,
+                                       char *errmsg, size_t size)
+{
+	int32_t min = r->scale_min, max = r->scale_max;
+	int m = (int)r->metric;
+	const char *name = metric_name(m);
+
+	if (min == 0 && max == 0) {
+		min = m == METRIC_NPS ? 0 : 1;
+		max = m == METRIC_CSAT ? 5 : m == METRIC_NPS ? 10 : 7;
+	}
+	int64_t points = (int64_t)max - min + 1;
+	if (max <= min || points < 2 || points > 11)
+		return fail(errmsg, size, DECODE_INVALID_SCALE,
+		            "rating '%s' scale %d-%d is not a scale of 2 to 11 points", name,
+		            (int)min, (int)max);
+	if (m == METRIC_NPS && (min != 0 || max != 10))
+		return fail(errmsg, size, DECODE_INVALID_SCALE,
+		            "rating 'nps' scale %d-%d is not 0-10", (int)min, (int)max);
+	if (m == METRIC_CES && !(min == 1 && (max == 5 || max == 7)))
+		return fail(errmsg, size, DECODE_INVALID_SCALE,
+		            "rating 'ces' scale %d-%d is neither 1-5 nor 1-7", (int)min, (int)max);
+	if (r->score < min || r->score > max)
+		return fail(errmsg, size, DECODE_INVALID_SCORE,
+		            "rating '%s' score %d is outside its scale %d-%d", name, (int)r->score,
+		            (int)min, (int)max);
+	out->present = true;
+	out->score = r->score;
+	out->scale_min = min;
+	out->scale_max = max;
+	out->inverted = m == METRIC_CES && r->inverted;
+	return DECODE_OK;
+}
+
+/* A BCP 47 shaped tag: language of 2-3 or 4-8 letters, then subtags of 1-8 alphanumerics. */
+static bool valid_locale(const char *s)
+{
+	size_t n = strlen(s), i = 0,
+	       first = strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+
+	if (n > 35 || first < 2 || first > 8 || (first != n && s[first] != '-'))
+		return false;
+	i = first;
+	while (i < n) {
+		i++; /* the '-' */
+		size_t len = 0;
+		while (i + len < n && isalnum((unsigned char)s[i + len]))
+			len++;
+		if (len < 1 || len > 8)
+			return false;
+		i += len;
+		if (i < n && s[i] != '-')
+			return false;
+	}
+	return true;
+}
+
+static enum decode_result check_id(const char *s, const char *field, enum decode_result missing,
+                                   enum decode_result invalid, bool required, char *errmsg,
+                                   size_t size)
+{
+	size_t n = s ? strlen(s) : 0;
+	char q[300];
+
+	if (n == 0 && required)
+		return fail(errmsg, size, missing, "event has no '%s'", field);
+	if (n > MAX_ID_BYTES)
+		return fail(errmsg, size, invalid, "'%s' '%s' is %zu bytes, more than %d", field,
+		            quote(s, n, q, sizeof(q)), n, MAX_ID_BYTES);
+	return DECODE_OK;
+}
+
+static const char *str_or_empty(const char *s)
+{
+	return s ? s : "";
+}
+
+enum decode_result decode_event(const void *value, size_t len, enum channel topic_channel,
+                                int64_t now_us, struct arena *a, struct event *ev, char *errmsg,
+                                size_t errmsg_size)
+{
+	const uint8_t *p = value, *end = p + len;
+	Feedback__V1__FeedbackEvent *m;
+	enum decode_result r;
+	char q[300];
+
+	if (value == NULL || len == 0)
+		return fail(errmsg, errmsg_size, DECODE_EMPTY_VALUE, "message has no value");
+	if (p[0] == 0x00) {
+		/* Confluent framing: magic byte, 4-byte schema id, message-index list. */
+		uint64_t count, zz, idx;
+		if (len < 6)
+			return fail(errmsg, errmsg_size, DECODE_FRAMING_ERROR,
+			            "schema registry framing of %zu bytes is too short", len);
+		p += 5;
+		if (!read_varint(&p, end, &zz))
+			return fail(errmsg, errmsg_size, DECODE_FRAMING_ERROR,
+			            "schema registry message-index list is truncated");
+		int64_t n = (int64_t)(zz >> 1) ^ -(int64_t)(zz & 1);
+		if (n < 0 || n > 64)
+			return fail(errmsg, errmsg_size, DECODE_FRAMING_ERROR,
+			            "schema registry message-index count %lld is invalid",
+			            (long long)n);
+		count = (uint64_t)n;
+		for (uint64_t i = 0; i < count; i++)
+			if (!read_varint(&p, end, &idx))
+				return fail(errmsg, errmsg_size, DECODE_FRAMING_ERROR,
+				            "schema registry message-index list is truncated");
+	}
+	m = feedback__v1__feedback_event__unpack(&a->pb, (size_t)(end - p), p);
+	if (m == NULL)
+		return fail(errmsg, errmsg_size, DECODE_DECODE_ERROR,
+		            "value is not a feedback.v1.FeedbackEvent");
+
+	memset(ev, 0, sizeof(*ev));
+	r = check_id(m->event_id, "event_id", DECODE_MISSING_EVENT_ID, DECODE_INVALID_EVENT_ID,
+	             true, errmsg, errmsg_size);
+	if (r)
+		return r;
+	if (m->occurred_at == NULL)
+		return fail(errmsg, errmsg_size, DECODE_MISSING_OCCURRED_AT,
+		            "event has no 'occurred_at'");
+	if (m->occurred_at->nanos < 0 || m->occurred_at->nanos > 999999999 ||
+	    m->occurred_at->seconds < MIN_SECONDS || m->occurred_at->seconds > MAX_SECONDS)
+		return fail(errmsg, errmsg_size, DECODE_INVALID_OCCURRED_AT,
+		            "'occurred_at' %lld s %d ns is not a valid instant",
+		            (long long)m->occurred_at->seconds, (int)m->occurred_at->nanos);
+	ev->occurred_at_us = m->occurred_at->seconds * 1000000 + m->occurred_at->nanos / 1000;
+	if (ev->occurred_at_us > now_us + MAX_FUTURE_US)
+		return fail(errmsg, errmsg_size, DECODE_FUTURE_OCCURRED_AT,
+		            "'occurred_at' is %lld s in the future, more than 300",
+		            (long long)((ev->occurred_at_us - now_us) / 1000000));
+	if ((int)m->channel < 0 || (int)m->channel > CHANNEL_MAX)
+		return fail(errmsg, errmsg_size, DECODE_INVALID_CHANNEL,
+		            "'channel' %d is not a known channel", (int)m->channel);
+	if (m->channel != 0 && (int)m->channel != (int)topic_channel)
+		return fail(errmsg, errmsg_size, DECODE_CHANNEL_MISMATCH,
+		            "event 'channel' is %s but the message came from the %s topic",
+		            channel_name((enum channel)m->channel), channel_name(topic_channel));
+	r = check_id(m->customer_id, "customer_id", DECODE_MISSING_CUSTOMER_ID,
+	             DECODE_INVALID_CUSTOMER_ID, true, errmsg, errmsg_size);
+	if (!r)
+		r = check_id(m->agent_id, "agent_id", DECODE_OK, DECODE_INVALID_AGENT_ID, false,
+		             errmsg, errmsg_size);
+	if (!r)
+		r = check_id(m->interaction_id, "interaction_id", DECODE_OK,
+		             DECODE_INVALID_INTERACTION_ID, false, errmsg, errmsg_size);
+	if (r)
+		return r;
+
+	for (size_t i = 0; i < m->n_ratings; i++) {
+		const Feedback__V1__Rating *rt = m->ratings[i];
+		struct rating *slot;
+		int metric = (int)rt->metric;
+
+		if (metric < METRIC_CSAT || metric > METRIC_CES)
+			return fail(errmsg, errmsg_size, DECODE_INVALID_METRIC,
+			            "rating %zu has metric %d, not csat, nps or ces", i + 1,
+			            metric);
+		slot = metric == METRIC_CSAT  ? &ev->csat
+		       : metric == METRIC_NPS ? &ev->nps
+		                              : &ev->ces;
+		if (slot->present)
+			return fail(errmsg, errmsg_size, DECODE_DUPLICATE_METRIC,
+			            "event has two '%s' ratings", metric_name(metric));
+		r = check_rating(rt, slot, errmsg, errmsg_size);
+		if (r)
+			return r;
+	}
+	if (m->contact) {
+		int o = (int)m->contact->outcome;
+		if (o < OUTCOME_ANSWERED || o > OUTCOME_SELF_SERVICE)
+			return fail(
+			    errmsg, errmsg_size, DECODE_INVALID_OUTCOME,
+			    "'contact.outcome' %d is not answered, abandoned or self-service", o);
+		if (m->contact->wait_seconds > MAX_DURATION_S)
+			return fail(errmsg, errmsg_size, DECODE_INVALID_DURATION,
+			            "'contact.wait_seconds' %u is more than a week",
+			            m->contact->wait_seconds);
+		if (m->contact->handle_seconds > MAX_DURATION_S)
+			return fail(errmsg, errmsg_size, DECODE_INVALID_DURATION,
+			            "'contact.handle_seconds' %u is more than a week",
+			            m->contact->handle_seconds);
+		ev->has_contact = true;
+		ev->outcome = (enum outcome)o;
+		ev->wait_seconds = m->contact->wait_seconds;
+		ev->handle_seconds = m->contact->handle_seconds;
+	}
+	const char *comment = str_or_empty(m->comment);
+	size_t clen = strlen(comment);
+	if (clen > MAX_COMMENT_BYTES)
+		return fail(errmsg, errmsg_size, DECODE_COMMENT_TOO_LONG,
+		            "'comment' is %zu bytes, more than %d", clen, MAX_COMMENT_BYTES);
+	const char *locale = str_or_empty(m->locale);
+	if (*locale && !valid_locale(locale))
+		return fail(errmsg, errmsg_size, DECODE_INVALID_LOCALE,
+		            "'locale' '%s' is not a BCP 47 language tag",
+		            quote(locale, strlen(locale), q, sizeof(q)));
+	if (m->n_attributes > MAX_ATTRIBUTES)
+		return fail(errmsg, errmsg_size, DECODE_TOO_MANY_ATTRIBUTES,
+		            "event has %zu attributes, more than %d", m->n_attributes,
+		            MAX_ATTRIBUTES);
+	int fcr = (int)m->first_contact_resolution;
+	if (fcr < FCR_NOT_ASKED || fcr > FCR_UNRESOLVED)
+		return fail(errmsg, errmsg_size, DECODE_INVALID_RESOLUTION,
+		            "'first_contact_resolution' %d is not resolved or unresolved", fcr);
+	int bad = wire_check_strings(p, end, false);
+	if (bad < 0)
+		return fail(errmsg, errmsg_size, DECODE_DECODE_ERROR,
+		            "value is not a feedback.v1.FeedbackEvent");
+	if (bad > 0) {
+		static const char *const names[] = {
+		    [1] = "event_id",       [4] = "customer_id", [5] = "agent_id",
+		    [6] = "interaction_id", [9] = "comment",     [10] = "locale",
+		    [11] = "attributes"};
+		return fail(errmsg, errmsg_size, DECODE_INVALID_STRING,
+		            "'%s' is not valid UTF-8 or contains a NUL byte", names[bad]);
+	}
+	if (!ev->csat.present && !ev->nps.present && !ev->ces.present && !ev->has_contact &&
+	    fcr == FCR_NOT_ASKED)
+		return fail(errmsg, errmsg_size, DECODE_NO_CONTENT,
+		            "event has no rating, no contact block and no FCR answer");
+
+	ev->event_id = m->event_id;
+	ev->customer_id = m->customer_id;
+	ev->agent_id = str_or_empty(m->agent_id);
+	ev->interaction_id = str_or_empty(m->interaction_id);
+	ev->comment = comment;
+	ev->locale = locale;
+	ev->channel = topic_channel;
+	ev->fcr = (enum fcr)fcr;
+	return DECODE_OK;
+}

@@ -1,0 +1,230 @@
+#include "dlq.h"
+
+#include "log.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct dlq_record {
+	struct dlq_record *next; /* in the retry list */
+	char *src_topic;
+	int32_t src_partition;
+	int64_t src_offset;
+	char *reason;
+	char *message;
+	void *key;
+	size_t key_len;
+	void *value;
+	size_t value_len;
+	bool null_value; /* a tombstone stays a tombstone */
+};
+
+struct dlq {
+	rd_kafka_t *rk;
+	char *topic;
+	size_t outstanding; /* produced or waiting to be re-sent */
+	struct dlq_record *failed;
+	unsigned long long delivered;
+	char last_error[256];
+};
+
+static void record_free(struct dlq_record *r)
+{
+	if (r == NULL)
+		return;
+	free(r->src_topic);
+	free(r->reason);
+	free(r->message);
+	free(r->key);
+	free(r->value);
+	free(r);
+}
+
+static void *memdup(const void *p, size_t n)
+{
+	void *q = malloc(n ? n : 1);
+
+	if (q && n)
+		memcpy(q, p, n);
+	return q;
+}
+
+/* Runs on the thread that polls the producer (dlq_drain / dlq_send). */
+static void dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+	struct dlq *d = opaque;
+	struct dlq_record *r = rkm->_private;
+
+	(void)rk;
+	if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		d->outstanding--;
+		d->delivered++;
+		record_free(r);
+		return;
+	}
+	snprintf(d->last_error, sizeof(d->last_error), "%s", rd_kafka_err2str(rkm->err));
+	r->next = d->failed;
+	d->failed = r;
+}
+
+static rd_kafka_resp_err_t dlq_produce(struct dlq *d, struct dlq_record *r)
+{
+	char partition[16], offset[24];
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(5);
+	rd_kafka_resp_err_t err;
+
+	snprintf(partition, sizeof(partition), "%" PRId32, r->src_partition);
+	snprintf(offset, sizeof(offset), "%" PRId64, r->src_offset);
+	rd_kafka_header_add(hdrs, "__connect.errors.topic", -1, r->src_topic, -1);
+	rd_kafka_header_add(hdrs, "__connect.errors.partition", -1, partition, -1);
+	rd_kafka_header_add(hdrs, "__connect.errors.offset", -1, offset, -1);
+	rd_kafka_header_add(hdrs, "__connect.errors.exception.class.name", -1, r->reason, -1);
+	rd_kafka_header_add(hdrs, "__connect.errors.exception.message", -1, r->message, -1);
+	err = rd_kafka_producev(
+	    d->rk, RD_KAFKA_V_TOPIC(d->topic), RD_KAFKA_V_KEY(r->key, r->key ? r->key_len : 0),
+	    RD_KAFKA_V_VALUE(r->null_value ? NULL : r->value, r->null_value ? 0 : r->value_len),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+	    RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
+	/* On success the message owns the headers; on failure they are still ours. */
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_headers_destroy(hdrs);
+	return err;
+}
+
+struct dlq *dlq_new(rd_kafka_conf_t *conf, const char *topic, char *errstr, size_t errstr_size)
+{
+	struct dlq *d = calloc(1, sizeof(*d));
+
+	if (d == NULL || (d->topic = strdup(topic)) == NULL) {
+		snprintf(errstr, errstr_size, "dead-letter producer: out of memory");
+		goto fail;
+	}
+	if (rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) !=
+	        RD_KAFKA_CONF_OK ||
+	    rd_kafka_conf_set(conf, "acks", "all", errstr, errstr_size) != RD_KAFKA_CONF_OK)
+		goto fail;
+	rd_kafka_conf_set_dr_msg_cb(conf, dlq_delivery);
+	rd_kafka_conf_set_opaque(conf, d);
+	d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+	if (d->rk == NULL)
+		goto fail;
+	return d;
+fail:
+	if (d == NULL || d->rk == NULL)
+		rd_kafka_conf_destroy(conf);
+	if (d)
+		free(d->topic);
+	free(d);
+	return NULL;
+}
+
+void dlq_destroy(struct dlq *d)
+{
+	if (d == NULL)
+		return;
+	rd_kafka_flush(d->rk, 1000);
+	/* Purged messages report through the delivery callback: collect them all. */
+	rd_kafka_purge(d->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_poll(d->rk, 0);
+	if (d->outstanding > 0 || d->failed)
+		log_warn("%zu dead letters to \"%s\" were not acknowledged before shutdown; "
+		         "their offsets were not committed, so they are read again",
+		         d->outstanding, d->topic);
+	while (d->failed) {
+		struct dlq_record *r = d->failed;
+
+		d->failed = r->next;
+		record_free(r);
+	}
+	rd_kafka_destroy(d->rk);
+	free(d->topic);
+	free(d);
+}
+
+int dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason, const char *message)
+{
+	struct dlq_record *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return -1;
+	r->src_topic = strdup(rd_kafka_topic_name(rkm->rkt));
+	r->src_partition = rkm->partition;
+	r->src_offset = rkm->offset;
+	r->reason = strdup(reason);
+	r->message = strdup(message);
+	r->key = rkm->key ? memdup(rkm->key, rkm->key_len) : NULL;
+	r->key_len = rkm->key_len;
+	r->null_value = rkm->payload == NULL;
+	r->value = memdup(rkm->payload ? rkm->payload : "", rkm->len);
+	r->value_len = rkm->len;
+	if (!r->src_topic || !r->reason || !r->message || (rkm->key && !r->key) || !r->value) {
+		record_free(r);
+		return -1;
+	}
+	d->outstanding++;
+	if (dlq_produce(d, r) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		/* Queue full or similar: dlq_drain sends it again. */
+		r->next = d->failed;
+		d->failed = r;
+	}
+	rd_kafka_poll(d->rk, 0);
+	return 0;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop)
+{
+	int backoff_ms = 100;
+
+	for (;;) {
+		rd_kafka_flush(d->rk, 100);
+		if (d->outstanding == 0)
+			return 0;
+		if (d->failed) {
+			struct dlq_record *list = d->failed;
+
+			log_warn(
+			    "cannot write dead letters to \"%s\" (%s); %zu waiting, retrying in "
+			    "%d ms",
+			    d->topic, d->last_error, d->outstanding, backoff_ms);
+			for (int waited = 0; waited < backoff_ms; waited += 100) {
+				if (*stop)
+					return -1;
+				sleep_ms(100);
+			}
+			backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
+			d->failed = NULL;
+			while (list) {
+				struct dlq_record *r = list;
+
+				list = r->next;
+				if (dlq_produce(d, r) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+					r->next = d->failed;
+					d->failed = r;
+				}
+			}
+		}
+		if (*stop)
+			return -1;
+	}
+}
+
+size_t dlq_pending(const struct dlq *d)
+{
+	return d->outstanding;
+}
+
+unsigned long long dlq_delivered(const struct dlq *d)
+{
+	return d->delivered;
+}

@@ -1,0 +1,42 @@
+/*
+ * dlq.h - the dead-letter producer.
+ *
+ * A dead letter is the original key and value, unchanged, with the Kafka
+ * Connect error headers (__connect.errors.*). A record is kept until the
+ * broker acknowledged it; failed deliveries are sent again, so no bad
+ * message is ever skipped silently.
+ */
+#ifndef FC_DLQ_H
+#define FC_DLQ_H
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stddef.h>
+
+struct dlq;
+
+/* A producer on conf (taken, even on failure) writing to topic. NULL with errstr on failure. */
+struct dlq *dlq_new(rd_kafka_conf_t *conf, const char *topic, char *errstr, size_t errstr_size);
+/* Flushes for up to a second, then drops what is still unsent. */
+void dlq_destroy(struct dlq *d);
+
+/*
+ * Queues rkm's key and value with headers naming its topic, partition and
+ * offset, the reason code (e.g. "invalid_score") and message. Returns 0, or
+ * -1 when out of memory. The caller keeps rkm.
+ */
+int dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason, const char *message);
+
+/*
+ * Waits until every queued dead letter was acknowledged, re-sending failed
+ * ones with backoff. Returns 0, or -1 when *stop was set first.
+ */
+int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop);
+
+/* Dead letters queued and not yet acknowledged. */
+size_t dlq_pending(const struct dlq *d);
+
+/* Dead letters acknowledged since the start. */
+unsigned long long dlq_delivered(const struct dlq *d);
+
+#endif

@@ -1,0 +1,120 @@
+#include "kconf.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Properties (or prefixes ending in '.') of one client kind only. */
+static const char *const consumer_only[] = {
+    "group.",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.",
+    "max.partition.fetch.bytes",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "allow.auto.create.topics",
+    "auto.offset.reset",
+    "consume.callback.max.messages",
+    "offset.store.method",
+};
+
+static const char *const producer_only[] = {
+    "acks",
+    "request.required.acks",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "linger.ms",
+    "queue.buffering.",
+    "batch.num.messages",
+    "batch.size",
+    "compression.",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "retries",
+    "message.send.max.retries",
+    "transactional.id",
+    "transaction.timeout.ms",
+    "partitioner",
+    "sticky.partitioning.linger.ms",
+    "request.timeout.ms",
+    "delivery.report.only.error",
+};
+
+static bool matches(const char *name, const char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(list[i]);
+		if (list[i][len - 1] == '.' ? strncmp(name, list[i], len) == 0
+		                            : strcmp(name, list[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+struct kconf_build {
+	rd_kafka_conf_t *conf;
+	enum kconf_role role;
+	char *errstr;
+	size_t errstr_size;
+};
+
+static int set_one(const char *name, const char *value, void *arg)
+{
+	struct kconf_build *kb = arg;
+	char why[512];
+
+	if (kb->role == KCONF_PRODUCER &&
+	    matches(name, consumer_only, sizeof(consumer_only) / sizeof(*consumer_only)))
+		return 0;
+	if (kb->role == KCONF_CONSUMER &&
+	    matches(name, producer_only, sizeof(producer_only) / sizeof(*producer_only)))
+		return 0;
+	if (rd_kafka_conf_set(kb->conf, name, value, why, sizeof(why)) == RD_KAFKA_CONF_OK)
+		return 0;
+	char key[300];
+	snprintf(key, sizeof(key), "kafka.%s", name);
+	/* librdkafka's message may quote the value: never for a secret. */
+	if (config_is_secret(key))
+		snprintf(kb->errstr, kb->errstr_size, "invalid setting '%s'", key);
+	else
+		snprintf(kb->errstr, kb->errstr_size, "invalid setting '%s': %s", key, why);
+	return -1;
+}
+
+static void log_from_rdkafka(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	/* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
+	enum log_level lv = level <= 3   ? LOG_ERROR
+	                    : level == 4 ? LOG_WARN
+	                    : level <= 6 ? LOG_INFO
+	                                 : LOG_DEBUG;
+	log_write(lv, NULL, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char *errstr,
+                           size_t errstr_size)
+{
+	struct kconf_build kb = {rd_kafka_conf_new(), role, errstr, errstr_size};
+
+	if (kb.conf == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	rd_kafka_conf_set_log_cb(kb.conf, log_from_rdkafka);
+	if (config_each_kafka(cfg, set_one, &kb) != 0) {
+		rd_kafka_conf_destroy(kb.conf);
+		return NULL;
+	}
+	return kb.conf;
+}

@@ -1,0 +1,25 @@
+/*
+ * kconf.h - librdkafka configurations from the kafka.* settings.
+ *
+ * Every kafka.* key goes to librdkafka as is (kcat -X style). Properties
+ * that only a consumer or only a producer understands are given to that
+ * client alone, so neither logs warnings about the other's settings.
+ */
+#ifndef FC_KCONF_H
+#define FC_KCONF_H
+
+#include "config.h"
+
+#include <librdkafka/rdkafka.h>
+
+enum kconf_role { KCONF_CONSUMER, KCONF_PRODUCER };
+
+/*
+ * A new librdkafka configuration for role from cfg's kafka.* keys, with
+ * librdkafka's log routed to log.h. Returns NULL with errstr naming the
+ * key (never a secret value); the caller owns the result.
+ */
+rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char *errstr,
+                           size_t errstr_size);
+
+#endif

@@ -1,0 +1,396 @@
+#include "publisher.h"
+
+#include "log.h"
+
+#include <endian.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <time.h>
+
+/* Rows claimed per transaction. */
+#define CLAIM_ROWS 500
+/* Longest wait for the broker before the claimed rows are released again. */
+#define ACK_TIMEOUT_MS 10000
+
+struct publisher {
+	const struct publisher_opts *opts;
+	rd_kafka_t *rk;
+	PGconn *conn;
+	char *channel; /* quoted LISTEN channel, "<schema>.recovery" */
+	pthread_t thread;
+	bool started;
+	volatile sig_atomic_t *stop;
+	/* Acknowledgements of the claimed rows, by claim index. */
+	bool acked[CLAIM_ROWS];
+	int pending;
+	_Atomic unsigned long long sent, failed;
+	_Atomic long long backlog, oldest_age;
+	int64_t next_prune_us, next_backlog_us;
+	bool broker_down;
+};
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+	struct publisher *p = opaque;
+	intptr_t i = (intptr_t)rkm->_private;
+
+	(void)rk;
+	p->pending--;
+	if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR && i >= 0 && i < CLAIM_ROWS) {
+		p->acked[i] = true;
+	} else {
+		p->failed++;
+		if (!p->broker_down)
+			log_warn("recovery trigger not delivered to \"%s\": %s; it stays queued",
+			         p->opts->topic, rd_kafka_err2str(rkm->err));
+		p->broker_down = true;
+	}
+}
+
+struct publisher *publisher_new(const struct publisher_opts *opts, rd_kafka_conf_t *producer_conf,
+                                char *errstr, size_t errstr_size)
+{
+	struct publisher *p = calloc(1, sizeof(*p));
+
+	if (p == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		rd_kafka_conf_destroy(producer_conf);
+		return NULL;
+	}
+	p->opts = opts;
+	p->backlog = -1;
+	rd_kafka_conf_set_opaque(producer_conf, p);
+	rd_kafka_conf_set_dr_msg_cb(producer_conf, on_delivery);
+	if (rd_kafka_conf_set(producer_conf, "enable.idempotence", "true", errstr, errstr_size) ||
+	    rd_kafka_conf_set(producer_conf, "acks", "all", errstr, errstr_size) ||
+	    rd_kafka_conf_set(producer_conf, "linger.ms", "2", errstr, errstr_size) ||
+	    rd_kafka_conf_set(producer_conf, "client.id", "feedback-consumer-recovery", errstr,
+	                      errstr_size)) {
+		rd_kafka_conf_destroy(producer_conf);
+		free(p);
+		return NULL;
+	}
+	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, errstr, errstr_size);
+	if (p->rk == NULL) {
+		rd_kafka_conf_destroy(producer_conf);
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void pub_disconnect(struct publisher *p)
+{
+	if (p->conn)
+		PQfinish(p->conn);
+	p->conn = NULL;
+}
+
+static bool pub_exec_ok(struct publisher *p, const char *sql, const char *what)
+{
+	PGresult *res = PQexec(p->conn, sql);
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		log_warn("recovery publisher: %s: %s", what, PQerrorMessage(p->conn));
+	PQclear(res);
+	return ok;
+}
+
+static bool pub_connect(struct publisher *p)
+{
+	char sql[300];
+
+	pub_disconnect(p);
+	p->conn = PQconnectdb(p->opts->conninfo);
+	if (PQstatus(p->conn) != CONNECTION_OK) {
+		const char *msg = PQerrorMessage(p->conn);
+		log_warn("recovery publisher cannot connect to postgresql: %.*s",
+		         (int)strcspn(msg, "\n"), msg);
+		pub_disconnect(p);
+		return false;
+	}
+	char *schema = PQescapeIdentifier(p->conn, p->opts->schema, strlen(p->opts->schema));
+	if (p->channel == NULL) {
+		char name[200];
+		snprintf(name, sizeof(name), "%s.recovery", p->opts->schema);
+		p->channel = PQescapeIdentifier(p->conn, name, strlen(name));
+	}
+	if (schema == NULL || p->channel == NULL) {
+		PQfreemem(schema);
+		pub_disconnect(p);
+		return false;
+	}
+	snprintf(sql, sizeof(sql), "SET search_path TO %s", schema);
+	PQfreemem(schema);
+	if (!pub_exec_ok(p, sql, "setting the search path")) {
+		pub_disconnect(p);
+		return false;
+	}
+	snprintf(sql, sizeof(sql), "LISTEN %s", p->channel);
+	if (!pub_exec_ok(p, sql, "listening for new triggers")) {
+		pub_disconnect(p);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Claims up to CLAIM_ROWS unsent rows, produces them, waits for the
+ * broker, and marks the acknowledged ones sent. Returns the number of rows
+ * claimed (CLAIM_ROWS: more may wait), or -1 when the connection failed.
+ */
+static int pub_drain_once(struct publisher *p)
+{
+	static const char claim[] = "SELECT id, customer_id, payload FROM recovery_outbox "
+	                            "WHERE sent_at IS NULL ORDER BY id LIMIT 500 "
+	                            "FOR UPDATE SKIP LOCKED";
+	PGresult *res = NULL;
+	char *ids = NULL;
+	int rows = 0, acked = 0;
+
+	if (!pub_exec_ok(p, "BEGIN", "beginning a transaction"))
+		return -1;
+	res = PQexecParams(p->conn, claim, 0, NULL, NULL, NULL, NULL, 1);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_warn("recovery publisher: claiming triggers: %s", PQerrorMessage(p->conn));
+		PQclear(res);
+		return -1;
+	}
+	rows = PQntuples(res);
+	memset(p->acked, 0, sizeof(p->acked));
+	p->pending = 0;
+	for (int i = 0; i < rows; i++) {
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+		    p->rk, RD_KAFKA_V_TOPIC(p->opts->topic),
+		    RD_KAFKA_V_KEY(PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1)),
+		    RD_KAFKA_V_VALUE(PQgetvalue(res, i, 2), (size_t)PQgetlength(res, i, 2)),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		    RD_KAFKA_V_OPAQUE((void *)(intptr_t)i), RD_KAFKA_V_END);
+		if (err) {
+			p->failed++;
+			log_warn("recovery publisher: producing: %s", rd_kafka_err2str(err));
+			break;
+		}
+		p->pending++;
+	}
+	int64_t deadline = mono_us() + ACK_TIMEOUT_MS * 1000LL;
+	while (p->pending > 0 && mono_us() < deadline)
+		rd_kafka_poll(p->rk, 50);
+	if (p->pending > 0) {
+		/* Not acknowledged in time: withdraw them; the rows stay unsent. */
+		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		while (p->pending > 0)
+			rd_kafka_poll(p->rk, 50);
+	}
+
+	/* The ids of acknowledged rows, as an int8[] literal. */
+	size_t cap = 3 + (size_t)rows * 21, len = 0;
+	ids = malloc(cap);
+	if (ids == NULL) {
+		PQclear(res);
+		return -1;
+	}
+	ids[len++] = '{';
+	for (int i = 0; i < rows; i++) {
+		if (!p->acked[i])
+			continue;
+		uint64_t be = 0;
+		memcpy(&be, PQgetvalue(res, i, 0), sizeof(be));
+		len += (size_t)snprintf(ids + len, cap - len, "%s%lld", acked ? "," : "",
+		                        (long long)be64toh(be));
+		acked++;
+	}
+	ids[len++] = '}';
+	ids[len] = '\0';
+	PQclear(res);
+	res = NULL;
+
+	if (acked > 0) {
+		const char *params[1] = {ids};
+		res = PQexecParams(
+		    p->conn,
+		    "UPDATE recovery_outbox SET sent_at = now() WHERE id = ANY($1::int8[])", 1,
+		    NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			log_warn("recovery publisher: marking triggers sent: %s",
+			         PQerrorMessage(p->conn));
+			PQclear(res);
+			free(ids);
+			return -1;
+		}
+		PQclear(res);
+	}
+	free(ids);
+	if (!pub_exec_ok(p, "COMMIT", "committing"))
+		return -1;
+	p->sent += (unsigned long long)acked;
+	if (acked == rows && rows > 0 && p->broker_down) {
+		log_info("recovery topic \"%s\" is writable again", p->opts->topic);
+		p->broker_down = false;
+	}
+	return acked < rows ? 0 : rows;
+}
+
+static void pub_check_backlog(struct publisher *p)
+{
+	PGresult *res = PQexec(p->conn, "SELECT count(*), coalesce(extract(epoch FROM now() - "
+	                                "min(detected_at))::bigint, 0) FROM recovery_outbox "
+	                                "WHERE sent_at IS NULL");
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		p->backlog = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		p->oldest_age = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		if (p->backlog > 0 && p->broker_down)
+			log_warn("%lld recovery triggers wait in the outbox, the oldest for %lld s",
+			         (long long)p->backlog, (long long)p->oldest_age);
+	}
+	PQclear(res);
+	p->next_backlog_us = mono_us() + 10 * 1000000LL;
+}
+
+static void pub_prune(struct publisher *p)
+{
+	char sql[200];
+
+	snprintf(sql, sizeof(sql),
+	         "DELETE FROM recovery_outbox WHERE sent_at < now() - %lld * interval '1 ms'",
+	         (long long)p->opts->retention_ms);
+	pub_exec_ok(p, sql, "pruning sent triggers");
+	p->next_prune_us = mono_us() + 3600 * 1000000LL;
+}
+
+/* Sleeps until a NOTIFY arrives, timeout_ms passes, or stop. */
+static void pub_wait(struct publisher *p, int timeout_ms)
+{
+	int sock = PQsocket(p->conn);
+	int64_t until = mono_us() + timeout_ms * 1000LL;
+
+	while (!*p->stop && mono_us() < until) {
+		fd_set rd;
+		struct timeval tv = {0, 100000}; /* stop is checked every 100 ms */
+		PGnotify *n;
+		bool woke = false;
+
+		FD_ZERO(&rd);
+		FD_SET(sock, &rd);
+		if (select(sock + 1, &rd, NULL, NULL, &tv) < 0)
+			return;
+		if (!PQconsumeInput(p->conn))
+			return;
+		while ((n = PQnotifies(p->conn)) != NULL) {
+			woke = true;
+			PQfreemem(n);
+		}
+		if (woke)
+			return;
+	}
+}
+
+static void pub_sleep(struct publisher *p, int ms)
+{
+	for (int waited = 0; waited < ms && !*p->stop; waited += 100) {
+		struct timespec ts = {0, 100 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int next_backoff(int ms, int cap)
+{
+	return ms * 2 > cap ? cap : ms * 2;
+}
+
+static void *pub_main(void *arg)
+{
+	struct publisher *p = arg;
+	int db_backoff_ms = 100, broker_backoff_ms = 100;
+
+	while (!*p->stop) {
+		if (p->conn == NULL && !pub_connect(p)) {
+			pub_sleep(p, db_backoff_ms);
+			db_backoff_ms = next_backoff(db_backoff_ms, p->opts->db_retry_max_ms);
+			continue;
+		}
+		int rows = pub_drain_once(p);
+		if (rows < 0) {
+			if (PQstatus(p->conn) != CONNECTION_OK) {
+				pub_disconnect(p);
+				continue;
+			}
+			pub_exec_ok(p, "ROLLBACK", "rolling back");
+		}
+		db_backoff_ms = 100;
+		if (mono_us() >= p->next_backlog_us)
+			pub_check_backlog(p);
+		if (mono_us() >= p->next_prune_us)
+			pub_prune(p);
+		if (rows == CLAIM_ROWS)
+			continue;
+		if (p->broker_down) {
+			/* Try the broker again after a pause; new rows wait in the outbox. */
+			pub_wait(p, broker_backoff_ms);
+			broker_backoff_ms = next_backoff(broker_backoff_ms, 5000);
+			continue;
+		}
+		broker_backoff_ms = 100;
+		/* The timeout only guards against a lost notification. */
+		pub_wait(p, 1000);
+	}
+	/* Whatever the last batches queued goes out before the process ends. */
+	if (p->conn && !p->broker_down)
+		while (pub_drain_once(p) == CLAIM_ROWS)
+			;
+	pub_disconnect(p);
+	return NULL;
+}
+
+int publisher_start(struct publisher *p, volatile sig_atomic_t *stop, char *errstr,
+                    size_t errstr_size)
+{
+	p->stop = stop;
+	int err = pthread_create(&p->thread, NULL, pub_main, p);
+	if (err) {
+		snprintf(errstr, errstr_size, "cannot start the publisher thread: %s",
+		         strerror(err));
+		return -1;
+	}
+	p->started = true;
+	return 0;
+}
+
+void publisher_stats(struct publisher *p, struct publisher_stats *out)
+{
+	out->sent = p->sent;
+	out->failed = p->failed;
+	out->backlog = p->backlog;
+	out->oldest_unsent_age_s = p->oldest_age;
+}
+
+void publisher_destroy(struct publisher *p)
+{
+	if (p == NULL)
+		return;
+	if (p->started)
+		pthread_join(p->thread, NULL);
+	pub_disconnect(p);
+	if (p->rk) {
+		rd_kafka_flush(p->rk, 5000);
+		rd_kafka_destroy(p->rk);
+	}
+	PQfreemem(p->channel);
+	free(p);
+}

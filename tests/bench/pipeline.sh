@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# End-to-end ingestion benchmark. Prints figures; it never fails on them.
+#
+#   tests/bench/pipeline.sh [EVENTS]     (default 500000)
+#
+# For each case it starts a fresh embedded Kafka, produces a backlog of
+# realistic events (four channels, 16 partitions each, 1 % re-sent
+# duplicates, 0.1 % malformed, 20 % with comments), then runs the consumer
+# (release build) against a throwaway PostgreSQL until every message is
+# committed, and measures:
+#   - end-to-end events/s: distinct events / time from consumer start to the
+#     last offset committed in PostgreSQL;
+#   - CPU seconds of the consumer per million events, and its peak RSS;
+#   - the ceiling: COPY of the same ledger rows into an empty ledger of the
+#     same schema, in rows/s, and the ratio of the two.
+# Cases: 100 agents, 100,000 agents, and 100 agents with twice the backlog.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if [ "${1:-}" != "--inside" ]; then
+  deploy/deps.sh
+  cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DFC_BUILD_TESTS=ON >/dev/null
+  cmake --build build/release -j"$(nproc)" --target feedback-consumer feedgen >/dev/null
+  exec pg_virtualenv -v 15 "$0" --inside "$@"
+fi
+shift
+base=${1:-500000}
+bin=$PWD/build/release/feedback-consumer
+gen=$PWD/build/release/tests/feedgen
+work=$(mktemp -d)
+chmod 755 "$work"
+mock=
+consumer=
+cleanup() {
+  [ -n "$consumer" ] && kill -TERM "$consumer" 2>/dev/null || true
+  [ -n "$mock" ] && kill -TERM "$mock" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+ticks=$(getconf CLK_TCK)
+
+# run_case NAME EVENTS AGENTS: prints one line of figures.
+run_case() {
+  local name=$1 events=$2 agents=$3 schema="bench_$1"
+  rm -f "$work/bootstrap"
+  "$bin" kafka-mock --partitions 16 --bootstrap-file "$work/bootstrap" >/dev/null &
+  mock=$!
+  for _ in $(seq 100); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
+  local bootstrap
+  bootstrap=$(cat "$work/bootstrap")
+
+  "$bin" migrate --database.schema="$schema" --log.level=warn
+  "$gen" --bootstrap "$bootstrap" --quiet --count "$events" --agents "$agents" \
+    --customers $((events / 4)) --duplicates $((events / 100)) --malformed $((events / 1000)) \
+    --comment-pct 20 --compression lz4 --seed 42 >"$work/produced"
+  local total
+  total=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$work/produced")
+
+  local t0 t1 stored=0
+  t0=$(now)
+  "$bin" run --kafka.bootstrap.servers="$bootstrap" --database.schema="$schema" \
+    --log.level=warn 2>"$work/consumer.log" &
+  consumer=$!
+  while [ "$stored" != "$total" ]; do
+    sleep 0.05
+    stored=$(psql -Atc "SELECT coalesce(sum(next_offset), 0) FROM $schema.consumer_offsets")
+    kill -0 "$consumer" 2>/dev/null || { cat "$work/consumer.log" >&2; exit 1; }
+  done
+  t1=$(now)
+  # utime + stime (fields 14 and 15), and the high-water mark of the RSS.
+  local cpu rss
+  cpu=$(awk -v t="$ticks" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$consumer/stat")
+  rss=$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$consumer/status")
+  kill -TERM "$consumer"
+  wait "$consumer" || true
+  consumer=
+  kill -TERM "$mock"
+  wait "$mock" || true
+  mock=
+
+  # The ceiling: the same ledger rows COPYed into an empty ledger.
+  local rows c0 c1
+  rows=$(psql -Atc "SELECT count(*) FROM $schema.ledger")
+  psql -qc "\\copy (SELECT * FROM $schema.ledger) TO '$work/ledger.copy'"
+  "$bin" migrate --database.schema="${schema}_copy" --log.level=warn
+  c0=$(now)
+  psql -qc "\\copy ${schema}_copy.ledger FROM '$work/ledger.copy'"
+  c1=$(now)
+  psql -qc "DROP SCHEMA ${schema}_copy CASCADE"
+
+  awk -v n="$name" -v e="$rows" -v a="$agents" -v t0="$t0" -v t1="$t1" -v c0="$c0" \
+    -v c1="$c1" -v cpu="$cpu" -v rss="$rss" 'BEGIN {
+      rate = e / (t1 - t0); ceil = e / (c1 - c0)
+      printf "%-10s %9d %7d %9.2f %10.0f %9.2f %8.1f %11.0f %6.2f\n",
+        n, e, a, t1 - t0, rate, cpu * 1e6 / e, rss, ceil, rate / ceil
+    }' | tee -a "$work/results"
+}
+
+echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $base events"
+printf "%-10s %9s %7s %9s %10s %9s %8s %11s %6s\n" case events agents seconds events/s \
+  cpu_s/M rss_MiB copy_rows/s ratio
+run_case agents100 "$base" 100
+run_case agents100k "$base" 100000
+run_case backlog2x $((base * 2)) 100
+awk '{ cost[$1] = $6 } END {
+  printf "cost per event: 100,000 vs 100 agents x%.2f; 2x backlog vs 1x x%.2f\n",
+    cost["agents100k"] / cost["agents100"], cost["backlog2x"] / cost["agents100"]
+}' "$work/results"

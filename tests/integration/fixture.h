@@ -1,0 +1,97 @@
+/*
+ * fixture.h - Kafka and process fixtures of the integration tests: an
+ * embedded mock cluster, a producer, feedback events built from a compact
+ * spec, the consumer binary as a child process, a reader of output topics.
+ * Every helper fails the running cmocka test on error.
+ */
+#ifndef FC_TEST_FIXTURE_H
+#define FC_TEST_FIXTURE_H
+
+#include "mockcluster.h"
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+extern const char *const fx_topics[6]; /* sms, email, phone, social, recovery, dlq */
+
+struct fx_kafka {
+	struct mockcluster *mc;
+	const char *bootstrap;
+	rd_kafka_t *producer;
+};
+
+void fx_kafka_start(struct fx_kafka *k, int partitions);
+void fx_kafka_stop(struct fx_kafka *k);
+/* Produces to an explicit partition; fx_flush waits for every acknowledgement. */
+void fx_produce(struct fx_kafka *k, const char *topic, int32_t partition, const char *key,
+                const void *value, size_t len);
+void fx_flush(struct fx_kafka *k);
+
+struct fx_rating {
+	int metric; /* 1 CSAT, 2 NPS, 3 CES */
+	int score, min, max;
+	bool inverted;
+};
+
+struct fx_event {
+	const char *id;
+	const char *at; /* UTC, "YYYY-MM-DDTHH:MM:SS[.ffffff]" */
+	int channel;    /* the event's own channel field; 0 = not given */
+	const char *customer, *agent, *comment;
+	struct fx_rating r[3];
+	int n_ratings;
+	int outcome; /* 0 = no contact block */
+	unsigned wait, handle;
+	int fcr;
+};
+
+/* Packs e as FeedbackEvent; returns the length written to buf. */
+size_t fx_pack(const struct fx_event *e, uint8_t *buf, size_t size);
+
+/* Starts FC_BIN run against k, schema and group, with extra flags (NULL-terminated). */
+pid_t fx_consumer_start(const struct fx_kafka *k, const char *schema, const char *group,
+                        const char *const *extra);
+/* The same with stderr written to log_path (NULL: inherited). */
+pid_t fx_consumer_start_logged(const struct fx_kafka *k, const char *schema, const char *group,
+                               const char *const *extra, const char *log_path);
+/* The counter consumed=N of the last statistics line in a consumer log, or -1. */
+long long fx_log_consumed(const char *log_path);
+/* Sends sig, waits up to timeout_ms; returns the exit status, 128+signal, or -1 on timeout. */
+int fx_consumer_stop(pid_t pid, int sig, int timeout_ms);
+
+/* Waits until the stored offsets of group in schema add up to total messages. */
+void fx_wait_offsets(PGconn *conn, const char *schema, const char *group, long long total,
+                     int timeout_ms);
+
+struct fx_record {
+	char *key;
+	void *value;
+	size_t len;
+	int32_t partition;
+	char *header[5]; /* __connect.errors.{topic,partition,offset,exception.class.name,exception.message}
+	                  */
+};
+
+/* Reads every message of topic from the beginning; returns the count. */
+size_t fx_read_topic(struct fx_kafka *k, const char *topic, struct fx_record **out);
+void fx_records_free(struct fx_record *r, size_t n);
+
+/* The summary line of feedgen. */
+struct fx_gen {
+	long long events, duplicates, malformed, messages, negative;
+};
+
+/* Runs FC_FEEDGEN against k with extra arguments args (shell words). */
+void fx_feedgen(const struct fx_kafka *k, const char *args, struct fx_gen *out);
+
+/* Rows of channel_kpi and agent_kpi that differ between schemas a and b. */
+long long fx_schema_diff(PGconn *conn, const char *a, const char *b);
+
+/* Applies the migrations to schema. */
+void fx_migrate(PGconn *conn, const char *schema);
+
+#endif
