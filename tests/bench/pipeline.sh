@@ -54,7 +54,7 @@ run_case() {
 
   "$bin" migrate --database.schema="$schema" --log.level=warn
   "$gen" --bootstrap "$bootstrap" --quiet --count "$events" --agents "$agents" \
-    --customers $((events / 4)) --duplicates $((events / 100)) --malformed $((events / 1000)) \
+    --customers $((events / 4)) --duplicates 1 --malformed 0.1 \
     --comment-pct 20 --compression lz4 --seed 42 >"$work/produced"
   local total
   total=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$work/produced")

@@ -72,8 +72,8 @@ struct fx_record {
 	void *value;
 	size_t len;
 	int32_t partition;
-	char *header[5]; /* __connect.errors.{topic,partition,offset,exception.class.name,exception.message}
-	                  */
+	/* __connect.errors.{topic,partition,offset,exception.class.name,exception.message} */
+	char *header[5];
 };
 
 /* Reads every message of topic from the beginning; returns the count. */

@@ -52,10 +52,12 @@ static int setup(void **state)
 
 	w->conn = harness_pg_connect();
 	fx_kafka_start(&w->k, PARTITIONS);
-	/* 40000 events, 400 re-sent, 40 malformed, over 32 partitions. */
-	fx_feedgen(&w->k, "--count 40000 --duplicates 400 --malformed 40 --seed 21 --agents 50",
+	/* 40000 events, 1 % re-sent, 0.1 % malformed, over 32 partitions. */
+	fx_feedgen(&w->k, "--count 40000 --duplicates 1 --malformed 0.1 --seed 21 --agents 50",
 	           &w->gen);
 	assert_int_equal(w->gen.events, 40000);
+	assert_int_equal(w->gen.duplicates, 400);
+	assert_int_equal(w->gen.malformed, 40);
 	assert_int_equal(w->gen.messages, 40000 + 400 + 40);
 
 	w->ref = harness_fresh_schema(w->conn, "fc_ref");
@@ -72,6 +74,8 @@ static int teardown(void **state)
 {
 	struct world *w = *state;
 
+	if (w == NULL)
+		return 0;
 	harness_drop_schema(w->conn, w->ref);
 	free(w->ref);
 	fx_kafka_stop(&w->k);
