@@ -141,6 +141,9 @@ static int cmd_run(const struct config *cfg)
 
 	rules_policy_defaults(&recovery);
 	recovery.critical_nps_max = (int)config_get_int(cfg, "recovery.critical.nps.max");
+	recovery.critical_csat_lowest = config_get_bool(cfg, "recovery.critical.csat.lowest");
+	recovery.high_on_comment = config_get_bool(cfg, "recovery.high.on.comment");
+	recovery.high_on_repeat = config_get_bool(cfg, "recovery.high.on.repeat");
 	recovery.repeat_window_us = config_get_int(cfg, "recovery.repeat.window") * 1000;
 	recovery.cooldown_us = config_get_int(cfg, "recovery.cooldown") * 1000;
 	recovery.follow_up_us[SEVERITY_CRITICAL] =

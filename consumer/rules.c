@@ -69,8 +69,10 @@ int rules_evaluate(const struct rules_policy *p, const struct event *ev, unsigne
 		out->trigger = true;
 		out->suppressed_count = st->suppressed;
 		st->suppressed = 0;
+		/* A late event must not move the cooldown back in time. */
+		if (!st->has_trigger || t > st->last_trigger_us)
+			st->last_trigger_us = t;
 		st->has_trigger = true;
-		st->last_trigger_us = t;
 	}
 
 	/* Insert t in order, then forget what the window no longer reaches. */

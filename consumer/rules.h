@@ -44,7 +44,7 @@ struct rules_state {
 	int64_t *negatives_us;
 	size_t n_negatives, cap_negatives;
 	bool has_trigger;
-	int64_t last_trigger_us; /* occurred_at of the event of the last trigger */
+	int64_t last_trigger_us; /* the latest occurred_at of a triggering event */
 	uint32_t suppressed;     /* negatives suppressed since that trigger */
 };
 
