@@ -317,6 +317,23 @@ enum decode_result decode_event(const void *value, size_t len, enum channel topi
 		return fail(errmsg, errmsg_size, DECODE_DECODE_ERROR,
 		            "value is not a feedback.v1.FeedbackEvent");
 
+	/*
+	 * Before any rule that measures a string: protobuf-c's C strings end at
+	 * a NUL byte, so "\0abc" would pass for an absent event_id.
+	 */
+	int bad = wire_check_strings(p, end, false);
+	if (bad < 0)
+		return fail(errmsg, errmsg_size, DECODE_DECODE_ERROR,
+		            "value is not a feedback.v1.FeedbackEvent");
+	if (bad > 0) {
+		static const char *const names[] = {
+		    [1] = "event_id",       [4] = "customer_id", [5] = "agent_id",
+		    [6] = "interaction_id", [9] = "comment",     [10] = "locale",
+		    [11] = "attributes"};
+		return fail(errmsg, errmsg_size, DECODE_INVALID_STRING,
+		            "'%s' is not valid UTF-8 or contains a NUL byte", names[bad]);
+	}
+
 	memset(ev, 0, sizeof(*ev));
 	r = check_id(m->event_id, "event_id", DECODE_MISSING_EVENT_ID, DECODE_INVALID_EVENT_ID,
 	             true, errmsg, errmsg_size);
@@ -409,18 +426,6 @@ enum decode_result decode_event(const void *value, size_t len, enum channel topi
 	if (fcr < FCR_NOT_ASKED || fcr > FCR_UNRESOLVED)
 		return fail(errmsg, errmsg_size, DECODE_INVALID_RESOLUTION,
 		            "'first_contact_resolution' %d is not resolved or unresolved", fcr);
-	int bad = wire_check_strings(p, end, false);
-	if (bad < 0)
-		return fail(errmsg, errmsg_size, DECODE_DECODE_ERROR,
-		            "value is not a feedback.v1.FeedbackEvent");
-	if (bad > 0) {
-		static const char *const names[] = {
-		    [1] = "event_id",       [4] = "customer_id", [5] = "agent_id",
-		    [6] = "interaction_id", [9] = "comment",     [10] = "locale",
-		    [11] = "attributes"};
-		return fail(errmsg, errmsg_size, DECODE_INVALID_STRING,
-		            "'%s' is not valid UTF-8 or contains a NUL byte", names[bad]);
-	}
 	if (!ev->csat.present && !ev->nps.present && !ev->ces.present && !ev->has_contact &&
 	    fcr == FCR_NOT_ASKED)
 		return fail(errmsg, errmsg_size, DECODE_NO_CONTENT,

@@ -991,7 +991,7 @@ static const struct {
 	const char *name;
 } string_fields[] = {
     {1, "'event_id'"},       {4, "'customer_id'"}, {5, "'agent_id'"},
-    {6, "'interaction_id'"}, {9, "'comment'"},
+    {6, "'interaction_id'"}, {9, "'comment'"},     {10, "'locale'"},
 };
 
 /* The baseline encoding with field set to the n bytes at s. */
@@ -1018,12 +1018,19 @@ static const struct {
 	const char *bytes;
 	size_t n;
 } bad_strings[] = {
-    {"NUL byte inside", "en\0US", 5},           {"NUL byte last", "ab\0", 3},
-    {"lone continuation byte", "a\x80", 2},     {"0xff", "\xff", 1},
-    {"overlong slash", "\xc0\xaf", 2},          {"overlong NUL", "\xc0\x80", 2},
-    {"overlong three-byte", "\xe0\x80\xaf", 3}, {"UTF-16 surrogate", "\xed\xa0\x80", 3},
-    {"past U+10FFFF", "\xf4\x90\x80\x80", 4},   {"five-byte lead", "\xf8\x88\x80\x80\x80", 5},
-    {"truncated euro sign", "ab\xe2\x82", 4},   {"truncated emoji", "\xf0\x9f\x98", 3},
+    {"NUL byte first", "\0ab", 3},
+    {"NUL byte inside", "en\0US", 5},
+    {"NUL byte last", "ab\0", 3},
+    {"lone continuation byte", "a\x80", 2},
+    {"0xff", "\xff", 1},
+    {"overlong slash", "\xc0\xaf", 2},
+    {"overlong NUL", "\xc0\x80", 2},
+    {"overlong three-byte", "\xe0\x80\xaf", 3},
+    {"UTF-16 surrogate", "\xed\xa0\x80", 3},
+    {"past U+10FFFF", "\xf4\x90\x80\x80", 4},
+    {"five-byte lead", "\xf8\x88\x80\x80\x80", 5},
+    {"truncated euro sign", "ab\xe2\x82", 4},
+    {"truncated emoji", "\xf0\x9f\x98", 3},
 };
 
 static void test_invalid_strings_every_field(void **state)
