@@ -348,10 +348,13 @@ enum decode_result decode_event(const void *value, size_t len, enum channel topi
 		            "'occurred_at' %lld s %d ns is not a valid instant",
 		            (long long)m->occurred_at->seconds, (int)m->occurred_at->nanos);
 	ev->occurred_at_us = m->occurred_at->seconds * 1000000 + m->occurred_at->nanos / 1000;
-	if (ev->occurred_at_us > now_us + MAX_FUTURE_US)
+	if (ev->occurred_at_us > now_us + MAX_FUTURE_US) {
+		/* Whole seconds would read "300 s ..., more than 300" just past the limit. */
+		int64_t ahead_us = ev->occurred_at_us - now_us;
 		return fail(errmsg, errmsg_size, DECODE_FUTURE_OCCURRED_AT,
-		            "'occurred_at' is %lld s in the future, more than 300",
-		            (long long)((ev->occurred_at_us - now_us) / 1000000));
+		            "'occurred_at' is %lld.%06lld s in the future, more than 300",
+		            (long long)(ahead_us / 1000000), (long long)(ahead_us % 1000000));
+	}
 	if ((int)m->channel < 0 || (int)m->channel > CHANNEL_MAX)
 		return fail(errmsg, errmsg_size, DECODE_INVALID_CHANNEL,
 		            "'channel' %d is not a known channel", (int)m->channel);

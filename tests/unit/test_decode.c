@@ -615,6 +615,7 @@ static void test_occurred_at_future_boundary(void **state)
 	/* One microsecond later. */
 	M.ts.nanos = 123457000;
 	assert_reject(decode_msg(), "future_occurred_at", "'occurred_at'");
+	assert_string_equal(err, "'occurred_at' is 300.000001 s in the future, more than 300");
 	/* Nanoseconds below a microsecond do not count (microsecond resolution). */
 	M.ts.nanos = 123456999;
 	assert_ok(decode_msg());
@@ -622,6 +623,8 @@ static void test_occurred_at_future_boundary(void **state)
 	M.ts.seconds = NOW_S + 3600;
 	M.ts.nanos = 0;
 	assert_reject(decode_msg(), "future_occurred_at", "'occurred_at'");
+	/* 3600 s minus NOW's 0.123456 s. */
+	assert_string_equal(err, "'occurred_at' is 3599.876544 s in the future, more than 300");
 	/* Far in the past is fine. */
 	M.ts.seconds = NOW_S - 400 * 86400;
 	assert_ok(decode_msg());
