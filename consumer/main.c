@@ -10,6 +10,7 @@
 #include "mockcluster.h"
 #include "publisher.h"
 #include "report.h"
+#include "triggerread.h"
 
 #include <libpq-fe.h>
 #include <signal.h>
@@ -38,6 +39,7 @@ static void usage(FILE *out)
 	        "  run          consume the feedback topics into postgresql\n"
 	        "  migrate      create or upgrade the database schema, then exit\n"
 	        "  report       print the per-channel KPI figures (--report.from, --report.to)\n"
+	        "  triggers     print the recovery triggers on topic.recovery, decoded\n"
 	        "  kafka-mock   start an embedded kafka for development (see kafka-mock --help)\n"
 	        "\n"
 	        "options:\n"
@@ -97,6 +99,23 @@ static int cmd_report(const struct config *cfg)
 	PQfinish(conn);
 	if (rc != 0) {
 		log_error("report failed: %s", errstr);
+		return EXIT_FAILURE;
+	}
+	return EXIT_SUCCESS;
+}
+
+static int cmd_triggers(const struct config *cfg)
+{
+	char errstr[512];
+	rd_kafka_conf_t *conf = kconf_new(cfg, KCONF_CONSUMER, errstr, sizeof(errstr));
+
+	if (conf == NULL) {
+		log_error("%s", errstr);
+		return EXIT_USAGE;
+	}
+	if (triggerread_print(conf, config_get(cfg, "topic.recovery"), stdout, errstr,
+	                      sizeof(errstr)) < 0) {
+		log_error("%s", errstr);
 		return EXIT_FAILURE;
 	}
 	return EXIT_SUCCESS;
@@ -224,7 +243,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "kafka-mock") == 0)
 		return mockcluster_main(argc - 1, argv + 1);
-	if (strcmp(cmd, "run") != 0 && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "report") != 0) {
+	if (strcmp(cmd, "run") != 0 && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "report") != 0 &&
+	    strcmp(cmd, "triggers") != 0) {
 		fprintf(stderr, "feedback-consumer: unknown command '%s' (see --help)\n", cmd);
 		return EXIT_USAGE;
 	}
@@ -265,6 +285,8 @@ int main(int argc, char **argv)
 		rc = cmd_run(cfg);
 	else if (strcmp(cmd, "migrate") == 0)
 		rc = cmd_migrate(cfg);
+	else if (strcmp(cmd, "triggers") == 0)
+		rc = cmd_triggers(cfg);
 	else
 		rc = cmd_report(cfg);
 out:
