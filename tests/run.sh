@@ -14,6 +14,6 @@ cmake --build "$build" --target format-check
 # Leaks are failures; librdkafka's and libpq's own allocations are freed on exit.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-# pg_virtualenv refuses to run its cluster as root; it switches to the postgres user,
-# so the build tree must be readable by it.
-pg_virtualenv -v 15 ctest --test-dir "$build" --output-on-failure "$@"
+# -t keeps the throw-away cluster in a temporary directory with a free port, also as
+# root, so that it never collides with another cluster on the machine.
+pg_virtualenv -t -v 15 ctest --test-dir "$build" --output-on-failure "$@"

@@ -1003,7 +1003,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return 2;
 			break;
 		case OPT_AGENTS:
-			if (!parse_int("--agents", optarg, 1, 99999, &o->agents))
+			if (!parse_int("--agents", optarg, 1, 1000000, &o->agents))
 				return 2;
 			break;
 		case OPT_CUSTOMERS:
