@@ -7,6 +7,7 @@ set -euo pipefail
 
 # One package per word; add new dependencies here.
 PACKAGES="build-essential cmake pkg-config clang-format librdkafka-dev libprotobuf-c-dev
+yamllint python3-yaml python3-jsonschema
 protobuf-c-compiler libprotobuf-dev libpq-dev libcmocka-dev libjansson-dev postgresql-15
 postgresql-common kcat"
 
