@@ -372,7 +372,8 @@ static char *trim(char *s)
 static int load_file(struct config *cfg, const char *path, char *errstr, size_t errstr_size)
 {
 	FILE *f = fopen(path, "r");
-	char line[4096];
+	char *line = NULL;
+	size_t line_size = 0;
 	int lineno = 0, rc = 0;
 
 	if (f == NULL) {
@@ -380,7 +381,8 @@ static int load_file(struct config *cfg, const char *path, char *errstr, size_t 
 		         strerror(errno));
 		return -1;
 	}
-	while (rc == 0 && fgets(line, sizeof(line), f)) {
+	/* Whole lines: a fixed buffer would read the rest of a long value as a line of its own. */
+	while (rc == 0 && getline(&line, &line_size, f) != -1) {
 		lineno++;
 		char *s = trim(line);
 		if (*s == '\0' || *s == '#')
@@ -405,6 +407,7 @@ static int load_file(struct config *cfg, const char *path, char *errstr, size_t 
 			rc = -1;
 		}
 	}
+	free(line);
 	fclose(f);
 	return rc;
 }

@@ -492,6 +492,28 @@ static void test_file_syntax(void **state)
 	assert_string_equal(err, want);
 }
 
+/* A value longer than any line buffer is read whole, not split into two lines. */
+static void test_file_long_line(void **state)
+{
+	static char content[9000];
+	char flag[128];
+
+	(void)state;
+	/* "kafka.client.id = " then 6000 'x' then "=y": 6020 bytes on one line. */
+	strcpy(content, "kafka.client.id = ");
+	size_t n = strlen(content);
+	memset(content + n, 'x', 6000);
+	strcpy(content + n + 6000, "=y\nsla.seconds = 12\n");
+	const char *file = temp_file(content);
+	snprintf(flag, sizeof(flag), "--config=%s", file);
+	char *argv[] = {"feedback-consumer", flag, NULL};
+	char *env[] = {NULL};
+	if (load(argv, env) != 0)
+		fail_msg("%.200s", err);
+	assert_int_equal(strlen(config_get(cfg, "kafka.client.id")), 6002);
+	assert_int_equal(config_get_int(cfg, "sla.seconds"), 12);
+}
+
 static void test_unknown_keys(void **state)
 {
 	char *argv_unknown[] = {"feedback-consumer", "--no.such.key=1", NULL};
@@ -735,6 +757,7 @@ int main(void)
 	    T(test_validated_strings),
 	    T(test_error_names_key_and_source),
 	    T(test_file_syntax),
+	    T(test_file_long_line),
 	    T(test_unknown_keys),
 	    T(test_kafka_passthrough),
 	    T(test_file_variables),
