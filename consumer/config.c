@@ -502,6 +502,24 @@ static int load_env(struct config *cfg, char **envp, char *errstr, size_t errstr
 	return 0;
 }
 
+/*
+ * A stray argument may be a secret given the wrong way ("-kafka.sasl.password=x",
+ * or "--kafka.sasl.password= x"): say where it is without echoing a value.
+ */
+static void unexpected_argument(char **argv, int i, char *errstr, size_t errstr_size)
+{
+	const char *arg = argv[i], *eq = strchr(arg, '='), *prev = i > 1 ? argv[i - 1] : "";
+	size_t plen = strlen(prev);
+
+	if (eq)
+		snprintf(errstr, errstr_size, "unexpected argument '%.*s=...'", (int)(eq - arg),
+		         arg);
+	else if (plen > 3 && strncmp(prev, "--", 2) == 0 && prev[plen - 1] == '=')
+		snprintf(errstr, errstr_size, "unexpected argument after '%s'", prev);
+	else
+		snprintf(errstr, errstr_size, "unexpected argument '%s'", arg);
+}
+
 int config_load(struct config *cfg, int argc, char **argv, char **envp, char *errstr,
                 size_t errstr_size)
 {
@@ -525,7 +543,7 @@ int config_load(struct config *cfg, int argc, char **argv, char **envp, char *er
 		char key[256];
 
 		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-			snprintf(errstr, errstr_size, "unexpected argument '%s'", arg);
+			unexpected_argument(argv, i, errstr, errstr_size);
 			return -1;
 		}
 		const char *eq = strchr(arg, '=');

@@ -626,6 +626,43 @@ static void test_file_variables(void **state)
 	                         "No such file or directory");
 }
 
+static void test_secret_never_in_errors(void **state)
+{
+	char *env[] = {"FEEDBACK_DATABASE_PASSWORD=" SECRET, NULL};
+	char *cases[][4] = {
+	    /* an undeclared key that sounds like a password */
+	    {"feedback-consumer", "--database.password=" SECRET, NULL, NULL},
+	    {"feedback-consumer", "--database.password", SECRET, NULL},
+	    /* one dash too few */
+	    {"feedback-consumer", "-kafka.sasl.password=" SECRET, NULL, NULL},
+	    {"feedback-consumer", "kafka.sasl.password=" SECRET, NULL, NULL},
+	    /* a space after '=' leaves the secret as a stray argument */
+	    {"feedback-consumer", "--kafka.sasl.password=", SECRET, NULL},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		assert_int_equal(load(cases[i], env), -1);
+		assert_true(err[0] != '\0');
+		assert_no_secret(err);
+	}
+	/* The errors still say what was wrong. */
+	assert_int_equal(load(cases[0], env), -1);
+	assert_string_equal(err, "unknown setting 'database.password' (flag)");
+	assert_int_equal(load(cases[2], env), -1);
+	assert_string_equal(err, "unexpected argument '-kafka.sasl.password=...'");
+	assert_int_equal(load(cases[4], env), -1);
+	assert_string_equal(err, "unexpected argument after '--kafka.sasl.password='");
+
+	/* A file line without '=' is not echoed either. */
+	const char *file = temp_file("kafka.sasl.password " SECRET "\n");
+	char flag[128];
+	snprintf(flag, sizeof(flag), "--config=%s", file);
+	char *argv[] = {"feedback-consumer", flag, NULL};
+	assert_int_equal(load(argv, env), -1);
+	assert_no_secret(err);
+}
+
 static void test_is_secret(void **state)
 {
 	static const char *const secret[] = {
@@ -761,6 +798,7 @@ int main(void)
 	    T(test_unknown_keys),
 	    T(test_kafka_passthrough),
 	    T(test_file_variables),
+	    T(test_secret_never_in_errors),
 	    T(test_is_secret),
 	    T(test_print_redacts_secrets),
 	    T(test_print_masks_database_url),
