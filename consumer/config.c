@@ -630,7 +630,18 @@ int config_each_kafka(const struct config *cfg,
 	return rc;
 }
 
-/* A libpq conninfo or URI with its password replaced by <redacted>. */
+/* The length of the libpq password keyword that s starts with, or 0; sslpassword
+ * unlocks the client key and is as secret as password. */
+static size_t password_keyword(const char *s)
+{
+	if (strncmp(s, "password", 8) == 0)
+		return 8;
+	if (strncmp(s, "sslpassword", 11) == 0)
+		return 11;
+	return 0;
+}
+
+/* A libpq conninfo or URI with its passwords replaced by <redacted>. */
 static void print_conninfo(FILE *out, const char *s)
 {
 	const char *scheme = strstr(s, "://");
@@ -643,27 +654,35 @@ static void print_conninfo(FILE *out, const char *s)
 			fprintf(out, "%.*s<redacted>", (int)(colon + 1 - s), s);
 			s = at;
 		}
-		/* password=... may also appear as a query parameter. */
-		const char *q = strstr(s, "password=");
-		if (q) {
-			fprintf(out, "%.*spassword=<redacted>", (int)(q - s), s);
-			s = q + 9 + strcspn(q + 9, "&");
+		/* Passwords may also appear as query parameters, each one masked. */
+		const char *query = strchr(s, '?');
+		if (query == NULL) {
+			fputs(s, out);
+			return;
 		}
-		fputs(s, out);
+		fprintf(out, "%.*s", (int)(query - s), s);
+		for (s = query; *s;) {
+			size_t n = 1 + strcspn(s + 1, "&"), k = password_keyword(s + 1);
+			if (k && s[1 + k] == '=')
+				fprintf(out, "%.*s<redacted>", (int)(k + 2), s);
+			else
+				fprintf(out, "%.*s", (int)n, s);
+			s += n;
+		}
 		return;
 	}
 	for (const char *p = s; *p;) {
-		const char *q = strstr(p, "password");
-		if (q == NULL || (q > s && !isspace((unsigned char)q[-1]))) {
-			if (q == NULL) {
-				fputs(p, out);
-				return;
-			}
-			fprintf(out, "%.*s", (int)(q + 8 - p), p);
-			p = q + 8;
-			continue;
+		/* The next password keyword that starts a word. */
+		const char *q = p;
+		size_t k = 0;
+		while (*q &&
+		       !((k = password_keyword(q)) && (q == s || isspace((unsigned char)q[-1]))))
+			q++;
+		if (*q == '\0') {
+			fputs(p, out);
+			return;
 		}
-		const char *r = q + 8;
+		const char *r = q + k;
 		while (isspace((unsigned char)*r))
 			r++;
 		if (*r != '=') {
@@ -671,7 +690,7 @@ static void print_conninfo(FILE *out, const char *s)
 			p = r;
 			continue;
 		}
-		fprintf(out, "%.*s=<redacted>", (int)(q + 8 - p), p);
+		fprintf(out, "%.*s=<redacted>", (int)(q + k - p), p);
 		r++;
 		while (isspace((unsigned char)*r))
 			r++;

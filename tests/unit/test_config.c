@@ -738,6 +738,9 @@ static void test_print_masks_database_url(void **state)
 	     "postgresql://h/db?sslmode=require&password=<redacted>"},
 	    {"postgresql://u:" SECRET "@h/db?password=" SECRET,
 	     "postgresql://u:<redacted>@h/db?password=<redacted>"},
+	    /* sslpassword unlocks the client key: as secret as password. */
+	    {"postgresql://h/db?sslpassword=" SECRET "&password=" SECRET,
+	     "postgresql://h/db?sslpassword=<redacted>&password=<redacted>"},
 	    /* key=value form */
 	    {"password=" SECRET, "password=<redacted>"},
 	    {"host=db port=5432 password=" SECRET " dbname=fb",
@@ -745,6 +748,8 @@ static void test_print_masks_database_url(void **state)
 	    {"host=db password = " SECRET, "host=db password=<redacted>"},
 	    {"password='" SECRET " x\\' y' host=db", "password=<redacted> host=db"},
 	    {"host=db\tpassword=" SECRET, "host=db\tpassword=<redacted>"},
+	    {"host=db sslpassword=" SECRET " password=" SECRET,
+	     "host=db sslpassword=<redacted> password=<redacted>"},
 	    {"host=db user=password", "host=db user=password"},
 	    {"host=db dbname=fb", "host=db dbname=fb"},
 	};
