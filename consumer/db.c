@@ -229,9 +229,20 @@ static void db_rollback(struct db *db)
 
 	if (PQstatus(db->conn) != CONNECTION_OK)
 		return;
-	/* Leftover results of a failed COPY must be read before anything else is sent. */
-	while ((res = PQgetResult(db->conn)) != NULL)
+	/*
+	 * Leftover results of a failed COPY must be read before anything else is
+	 * sent. A COPY whose data could not be sent is still open, and libpq
+	 * answers PGRES_COPY_IN for as long as it is: end it, or this never ends.
+	 */
+	while ((res = PQgetResult(db->conn)) != NULL) {
+		ExecStatusType rs = PQresultStatus(res);
+
 		PQclear(res);
+		if (rs == PGRES_COPY_IN && PQputCopyEnd(db->conn, "transaction abandoned") == 1)
+			continue;
+		if (rs == PGRES_COPY_IN || rs == PGRES_COPY_OUT || rs == PGRES_COPY_BOTH)
+			return; /* unusable: the next statement fails and asks to reconnect */
+	}
 	res = PQexec(db->conn, "ROLLBACK");
 	PQclear(res);
 }

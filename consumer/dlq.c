@@ -75,7 +75,8 @@ static rd_kafka_resp_err_t dlq_produce(struct dlq *d, struct dlq_record *r)
 {
 	char partition[16], offset[24];
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(5);
-	rd_kafka_resp_err_t err;
+	rd_kafka_error_t *error;
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
 
 	snprintf(partition, sizeof(partition), "%" PRId32, r->src_partition);
 	snprintf(offset, sizeof(offset), "%" PRId64, r->src_offset);
@@ -84,14 +85,25 @@ static rd_kafka_resp_err_t dlq_produce(struct dlq *d, struct dlq_record *r)
 	rd_kafka_header_add(hdrs, "__connect.errors.offset", -1, offset, -1);
 	rd_kafka_header_add(hdrs, "__connect.errors.exception.class.name", -1, r->reason, -1);
 	rd_kafka_header_add(hdrs, "__connect.errors.exception.message", -1, r->message, -1);
-	err = rd_kafka_producev(
-	    d->rk, RD_KAFKA_V_TOPIC(d->topic), RD_KAFKA_V_KEY(r->key, r->key ? r->key_len : 0),
-	    RD_KAFKA_V_VALUE(r->null_value ? NULL : r->value, r->null_value ? 0 : r->value_len),
-	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-	    RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
+	/* The array form, not the variadic one: the fault tests can wrap it (-Wl,--wrap). */
+	rd_kafka_vu_t vus[] = {
+	    {.vtype = RD_KAFKA_VTYPE_TOPIC, .u.cstr = d->topic},
+	    {.vtype = RD_KAFKA_VTYPE_KEY, .u.mem = {r->key, r->key ? r->key_len : 0}},
+	    {.vtype = RD_KAFKA_VTYPE_VALUE,
+	     .u.mem = {r->null_value ? NULL : r->value, r->null_value ? 0 : r->value_len}},
+	    {.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY},
+	    {.vtype = RD_KAFKA_VTYPE_HEADERS, .u.headers = hdrs},
+	    {.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = r},
+	};
+
+	error = rd_kafka_produceva(d->rk, vus, sizeof(vus) / sizeof(vus[0]));
 	/* On success the message owns the headers; on failure they are still ours. */
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (error) {
+		err = rd_kafka_error_code(error);
+		snprintf(d->last_error, sizeof(d->last_error), "%s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
 		rd_kafka_headers_destroy(hdrs);
+	}
 	return err;
 }
 

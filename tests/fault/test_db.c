@@ -1,0 +1,505 @@
+/*
+ * db.c under failure: every libpq call of db_connect, db_apply and
+ * db_load_offsets fails in turn (pqfault.h), against a real PostgreSQL.
+ * For each call N the status must name what the caller has to do, nothing
+ * of the transaction may remain, the connection must be usable again (at
+ * once, or after db_connect), and the retry must give the exact figures
+ * computed by hand below.
+ */
+#include "db.h"
+#include "fault/pqfault.h"
+#include "integration/harness.h"
+#include "migrate.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+/*
+ * The batch, 4 messages of 2 partitions, topic index 0 = sms, 2 = phone:
+ *   sms/0 @0   ev-1 2024-03-01 10:05 UTC CSAT 5 of 1-5, agent-1
+ *   sms/0 @1   ev-2 10:10 CSAT 2 of 1-5, agent-1          (bottom-2-box: negative)
+ *   phone/1 @0 ev-3 10:20 NPS 9, answered after 30 s, handled 200 s, agent-2
+ *   phone/1 @1 ev-4 10:25 NPS 3, FCR resolved, abandoned after 120 s (detractor: negative)
+ * Expected, bucket 10:00 sms: csat_n 2, satisfied 1 (5 > 5-2; 2 is not);
+ * bucket 10:15 phone: nps_n 2, promoters 1, detractors 1, fcr 1 of 1,
+ * offered 2, answered 1, abandoned 1, within 90 s 1, wait 30, handle 200;
+ * negative 1 and 1. Agents: agent-1 has the sms row, agent-2 the answered call.
+ */
+static const char expect_channels[] =
+    "2024-03-01 10:00 sms csat 2/1 nps 0+0-0 fcr 0/0 offered 0 answered 0 abandoned 0 sl 0 "
+    "wait 0 handle 0 negative 1; "
+    "2024-03-01 10:15 phone csat 0/0 nps 2+1-1 fcr 1/1 offered 2 answered 1 abandoned 1 sl 1 "
+    "wait 30 handle 200 negative 1";
+static const char expect_agents[] = "agent-1 sms csat 2/1 nps 0 offered 0; "
+                                    "agent-2 phone csat 0/0 nps 1 offered 1";
+/* sms/0 and phone/1 each advance to 2. */
+static const char expect_offsets[] = "feedback.phone/1=2 feedback.sms/0=2";
+
+static const char *const topics[CHANNEL_MAX] = {"feedback.sms", "feedback.email", "feedback.phone",
+                                                "feedback.social"};
+
+struct world {
+	PGconn *conn; /* the test's own: checks, truncation, ending sessions */
+	char *schema;
+	struct db *db;
+	struct batch *b;
+	struct offset_update u[4];
+	size_t nu;
+};
+
+static int64_t at_us(const char *iso)
+{
+	struct tm tm = {0};
+
+	assert_non_null(strptime(iso, "%Y-%m-%dT%H:%M:%S", &tm));
+	return (int64_t)timegm(&tm) * 1000000;
+}
+
+static void add_event(struct batch *b, int topic, int32_t partition, int64_t offset,
+                      const struct event *ev)
+{
+	struct kpi_policy p;
+
+	kpi_policy_defaults(&p);
+	assert_int_equal(batch_add(b, topic, partition, offset, ev, &p), 0);
+}
+
+static struct batch *build_batch(void)
+{
+	struct batch *b = batch_new(16);
+	struct event ev;
+
+	assert_non_null(b);
+	ev = (struct event){.event_id = "ev-1",
+	                    .customer_id = "c-1",
+	                    .agent_id = "agent-1",
+	                    .interaction_id = "",
+	                    .comment = "",
+	                    .locale = "",
+	                    .occurred_at_us = at_us("2024-03-01T10:05:00"),
+	                    .channel = CHANNEL_SMS,
+	                    .csat = {true, 5, 1, 5, false}};
+	add_event(b, 0, 0, 0, &ev);
+	ev.event_id = "ev-2";
+	ev.occurred_at_us = at_us("2024-03-01T10:10:00");
+	ev.csat.score = 2;
+	add_event(b, 0, 0, 1, &ev);
+	ev = (struct event){.event_id = "ev-3",
+	                    .customer_id = "c-3",
+	                    .agent_id = "agent-2",
+	                    .interaction_id = "call-3",
+	                    .comment = "",
+	                    .locale = "",
+	                    .occurred_at_us = at_us("2024-03-01T10:20:00"),
+	                    .channel = CHANNEL_PHONE,
+	                    .nps = {true, 9, 0, 10, false},
+	                    .has_contact = true,
+	                    .outcome = OUTCOME_ANSWERED,
+	                    .wait_seconds = 30,
+	                    .handle_seconds = 200};
+	add_event(b, 2, 1, 0, &ev);
+	ev = (struct event){.event_id = "ev-4",
+	                    .customer_id = "c-4",
+	                    .agent_id = "",
+	                    .interaction_id = "",
+	                    .comment = "",
+	                    .locale = "",
+	                    .occurred_at_us = at_us("2024-03-01T10:25:00"),
+	                    .channel = CHANNEL_PHONE,
+	                    .nps = {true, 3, 0, 10, false},
+	                    .fcr = FCR_RESOLVED,
+	                    .has_contact = true,
+	                    .outcome = OUTCOME_ABANDONED,
+	                    .wait_seconds = 120};
+	add_event(b, 2, 1, 1, &ev);
+	return b;
+}
+
+/* The single text value of "select FROM <schema>.relation". */
+static char *query_text(struct world *w, const char *select, const char *relation)
+{
+	char sql[2048];
+
+	snprintf(sql, sizeof(sql), "%s FROM \"%s\".%s", select, w->schema, relation);
+	return harness_query_text(w->conn, sql);
+}
+
+static void assert_figures(struct world *w)
+{
+	char *channels = query_text(
+	    w,
+	    "SELECT string_agg(format('%s %s csat %s/%s nps %s+%s-%s fcr %s/%s offered %s "
+	    "answered %s abandoned %s sl %s wait %s handle %s negative %s', "
+	    "to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), channel, csat_n, "
+	    "csat_satisfied, nps_n, nps_promoters, nps_detractors, fcr_n, fcr_yes, offered, "
+	    "answered, abandoned, answered_within_sl, wait_seconds_answered, handle_seconds, "
+	    "negative), '; ' ORDER BY bucket, channel)",
+	    "channel_kpi");
+	char *agents = query_text(w,
+	                          "SELECT string_agg(format('%s %s csat %s/%s nps %s offered %s', "
+	                          "agent_id, channel, csat_n, csat_satisfied, nps_n, offered), "
+	                          "'; ' ORDER BY agent_id)",
+	                          "agent_kpi");
+	char *offsets = query_text(w,
+	                           "SELECT string_agg(format('%s/%s=%s', topic, partition, "
+	                           "next_offset), ' ' ORDER BY topic, partition)",
+	                           "consumer_offsets");
+	char *ledger =
+	    query_text(w, "SELECT string_agg(event_id, ' ' ORDER BY event_id)", "ledger");
+
+	assert_non_null(channels);
+	assert_non_null(agents);
+	assert_non_null(offsets);
+	assert_non_null(ledger);
+	assert_string_equal(channels, expect_channels);
+	assert_string_equal(agents, expect_agents);
+	assert_string_equal(offsets, expect_offsets);
+	assert_string_equal(ledger, "ev-1 ev-2 ev-3 ev-4");
+	free(channels);
+	free(agents);
+	free(offsets);
+	free(ledger);
+}
+
+static long long rows_left(struct world *w)
+{
+	char sql[512];
+
+	snprintf(sql, sizeof(sql),
+	         "SELECT (SELECT count(*) FROM \"%s\".ledger) + (SELECT count(*) FROM "
+	         "\"%s\".channel_agg) + (SELECT count(*) FROM \"%s\".agent_agg) + "
+	         "(SELECT count(*) FROM \"%s\".consumer_offsets)",
+	         w->schema, w->schema, w->schema, w->schema);
+	return harness_query_int(w->conn, sql);
+}
+
+static void empty_tables(struct world *w)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+	         "TRUNCATE \"%s\".ledger, \"%s\".channel_agg, \"%s\".agent_agg, "
+	         "\"%s\".consumer_offsets",
+	         w->schema, w->schema, w->schema, w->schema);
+	harness_exec(w->conn, sql);
+}
+
+static enum db_status apply(struct world *w, char *errstr, size_t errstr_size)
+{
+	errstr[0] = '\0';
+	return db_apply(w->db, "g", topics, w->b, 0, w->b->n_msgs, w->u, w->nu, errstr,
+	                errstr_size);
+}
+
+static void connect_db(struct world *w)
+{
+	char errstr[512];
+	enum db_status st = db_connect(w->db, errstr, sizeof(errstr));
+
+	if (st != DB_OK)
+		fail_msg("db_connect: %s: %s", db_status_name(st), errstr);
+}
+
+static int setup(void **state)
+{
+	struct world *w = calloc(1, sizeof(*w));
+	char errstr[512];
+
+	assert_non_null(w);
+	w->conn = harness_pg_connect();
+	w->schema = harness_fresh_schema(w->conn, "fc_fault_db");
+	if (migrate_run(w->conn, w->schema, errstr, sizeof(errstr)) < 0)
+		fail_msg("migrate: %s", errstr);
+	w->db = db_new("", w->schema);
+	assert_non_null(w->db);
+	w->b = build_batch();
+	w->nu = batch_offset_updates(w->b, 0, w->b->n_msgs, w->u);
+	assert_int_equal(w->nu, 2);
+	*state = w;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct world *w = *state;
+
+	db_destroy(w->db);
+	batch_destroy(w->b);
+	harness_drop_schema(w->conn, w->schema);
+	free(w->schema);
+	PQfinish(w->conn);
+	free(w);
+	return 0;
+}
+
+static bool is_statement(const char *fn)
+{
+	return strcmp(fn, "PQexec") == 0 || strcmp(fn, "PQexecParams") == 0;
+}
+
+/* What the fault of kind at call fn must make db_* answer. */
+static enum db_status expected(enum pqfault_kind kind, const char *fn, enum db_status for_sqlstate)
+{
+	if (kind == PQFAULT_SQLSTATE && is_statement(fn))
+		return for_sqlstate;
+	return DB_RECONNECT;
+}
+
+/*
+ * Fails each call of db_apply in turn with kind, checking status, rollback,
+ * the connection and the retry. Returns the number of calls.
+ */
+static int apply_in_turn(struct world *w, enum pqfault_kind kind, const char *sqlstate,
+                         enum db_status for_sqlstate)
+{
+	char errstr[1024];
+	enum db_status st;
+	int calls;
+
+	empty_tables(w);
+	connect_db(w);
+	pqfault_arm(0, kind, sqlstate, w->conn);
+	st = apply(w, errstr, sizeof(errstr));
+	calls = pqfault_calls();
+	pqfault_disarm();
+	if (st != DB_OK)
+		fail_msg("clean db_apply: %s: %s", db_status_name(st), errstr);
+	assert_figures(w);
+	/* BEGIN, offsets, COPY + data + end + result + insert for the ledger and each aggregate,
+	 * COMMIT. */
+	assert_true(calls >= 10);
+
+	for (int n = 1; n <= calls; n++) {
+		const char *fn;
+		enum db_status want;
+
+		empty_tables(w);
+		pqfault_arm(n, kind, sqlstate, w->conn);
+		st = apply(w, errstr, sizeof(errstr));
+		fn = pqfault_hit();
+		pqfault_disarm();
+		assert_non_null(fn);
+		want = expected(kind, fn, for_sqlstate);
+		if (st != want)
+			fail_msg("call %d (%s) failing: db_apply said %s, expected %s: %s", n, fn,
+			         db_status_name(st), db_status_name(want), errstr);
+		assert_true(strlen(errstr) > 0);
+		/* Rolled back: not one ledger, aggregate or offset row. */
+		if (rows_left(w) != 0)
+			fail_msg("call %d (%s) failing left %lld rows", n, fn, rows_left(w));
+		if (st == DB_RECONNECT)
+			connect_db(w);
+		else
+			assert_int_equal(PQtransactionStatus(db_conn(w->db)), PQTRANS_IDLE);
+		st = apply(w, errstr, sizeof(errstr));
+		if (st != DB_OK)
+			fail_msg("retry after call %d (%s) failed: %s: %s", n, fn,
+			         db_status_name(st), errstr);
+		assert_figures(w);
+	}
+	return calls;
+}
+
+static void test_apply_session_dropped(void **state)
+{
+	apply_in_turn(*state, PQFAULT_DROP, NULL, DB_RECONNECT);
+}
+
+static void test_apply_client_failure(void **state)
+{
+	apply_in_turn(*state, PQFAULT_CLIENT, NULL, DB_RECONNECT);
+}
+
+static void test_apply_serialization_failure(void **state)
+{
+	apply_in_turn(*state, PQFAULT_SQLSTATE, "40001", DB_RETRY);
+}
+
+static void test_apply_deadlock(void **state)
+{
+	apply_in_turn(*state, PQFAULT_SQLSTATE, "40P01", DB_RETRY);
+}
+
+static void test_apply_unique_violation(void **state)
+{
+	apply_in_turn(*state, PQFAULT_SQLSTATE, "23505", DB_REJECTED);
+}
+
+static void test_apply_bad_value(void **state)
+{
+	apply_in_turn(*state, PQFAULT_SQLSTATE, "22003", DB_REJECTED);
+}
+
+static void test_apply_missing_table(void **state)
+{
+	apply_in_turn(*state, PQFAULT_SQLSTATE, "42P01", DB_FATAL);
+}
+
+static void test_apply_admin_shutdown(void **state)
+{
+	/* What a server restart sends to every session before it closes it. */
+	apply_in_turn(*state, PQFAULT_SQLSTATE, "57P01", DB_RECONNECT);
+}
+
+/* The offsets stored by the batch: sms/0 = 2, phone/1 = 2, nothing for phone/0. */
+static void load_in_turn(struct world *w, enum pqfault_kind kind, const char *sqlstate,
+                         enum db_status for_sqlstate)
+{
+	const int32_t parts[2] = {0, 1};
+	int64_t next[2];
+	char errstr[512];
+	enum db_status st;
+	int calls;
+
+	empty_tables(w);
+	connect_db(w);
+	st = apply(w, errstr, sizeof(errstr));
+	assert_int_equal(st, DB_OK);
+	pqfault_arm(0, kind, sqlstate, w->conn);
+	st = db_load_offsets(w->db, "g", "feedback.phone", parts, 2, next, errstr, sizeof(errstr));
+	calls = pqfault_calls();
+	pqfault_disarm();
+	assert_int_equal(st, DB_OK);
+	assert_int_equal(next[0], -1);
+	assert_int_equal(next[1], 2);
+	assert_int_equal(calls, 2); /* PQstatus, PQexecParams */
+	for (int n = 1; n <= calls; n++) {
+		const char *fn;
+
+		pqfault_arm(n, kind, sqlstate, w->conn);
+		st = db_load_offsets(w->db, "g", "feedback.phone", parts, 2, next, errstr,
+		                     sizeof(errstr));
+		fn = pqfault_hit();
+		pqfault_disarm();
+		assert_non_null(fn);
+		if (st != expected(kind, fn, for_sqlstate))
+			fail_msg("call %d (%s) failing: db_load_offsets said %s: %s", n, fn,
+			         db_status_name(st), errstr);
+		/* Nothing half-read: no partition looks as if it had a stored offset. */
+		assert_int_equal(next[0], -1);
+		assert_int_equal(next[1], -1);
+		if (st == DB_RECONNECT)
+			connect_db(w);
+		st = db_load_offsets(w->db, "g", "feedback.phone", parts, 2, next, errstr,
+		                     sizeof(errstr));
+		assert_int_equal(st, DB_OK);
+		assert_int_equal(next[0], -1);
+		assert_int_equal(next[1], 2);
+	}
+}
+
+static void test_load_offsets(void **state)
+{
+	load_in_turn(*state, PQFAULT_DROP, NULL, DB_RECONNECT);
+	load_in_turn(*state, PQFAULT_CLIENT, NULL, DB_RECONNECT);
+	load_in_turn(*state, PQFAULT_SQLSTATE, "40001", DB_RETRY);
+	load_in_turn(*state, PQFAULT_SQLSTATE, "42501", DB_FATAL);
+}
+
+/*
+ * db_connect: the connection, the schema version check and the staging
+ * tables. A dropped session must ask for another attempt; a permission
+ * error must stop the consumer.
+ */
+static void connect_in_turn(struct world *w, enum pqfault_kind kind, const char *sqlstate,
+                            enum db_status for_sqlstate)
+{
+	char errstr[512];
+	enum db_status st;
+	int calls;
+
+	pqfault_arm(0, kind, sqlstate, w->conn);
+	st = db_connect(w->db, errstr, sizeof(errstr));
+	calls = pqfault_calls();
+	pqfault_disarm();
+	assert_int_equal(st, DB_OK);
+	for (int n = 1; n <= calls; n++) {
+		const char *fn;
+
+		pqfault_arm(n, kind, sqlstate, w->conn);
+		st = db_connect(w->db, errstr, sizeof(errstr));
+		fn = pqfault_hit();
+		pqfault_disarm();
+		assert_non_null(fn);
+		if (st != expected(kind, fn, for_sqlstate))
+			fail_msg("call %d (%s) failing: db_connect said %s: %s", n, fn,
+			         db_status_name(st), errstr);
+		assert_true(strlen(errstr) > 0);
+		connect_db(w);
+		empty_tables(w);
+		st = apply(w, errstr, sizeof(errstr));
+		assert_int_equal(st, DB_OK);
+		assert_figures(w);
+	}
+}
+
+static void test_connect(void **state)
+{
+	connect_in_turn(*state, PQFAULT_DROP, NULL, DB_RECONNECT);
+	connect_in_turn(*state, PQFAULT_SQLSTATE, "42501", DB_FATAL);
+}
+
+/* The contract of db.h and STYLE.md, one SQLSTATE per class. */
+static void test_classify(void **state)
+{
+	static const struct {
+		const char *sqlstate;
+		enum db_status st;
+	} cases[] = {
+	    {NULL, DB_RECONNECT},    /* no server answer at all */
+	    {"08000", DB_RECONNECT}, /* connection_exception */
+	    {"08006", DB_RECONNECT}, /* connection_failure */
+	    {"57P01", DB_RECONNECT}, /* admin_shutdown: the server restarts */
+	    {"57P03", DB_RECONNECT}, /* cannot_connect_now: still starting */
+	    {"40001", DB_RETRY},     /* serialization_failure */
+	    {"40P01", DB_RETRY},     /* deadlock_detected */
+	    {"55P03", DB_RETRY},     /* lock_not_available */
+	    {"53300", DB_RETRY},     /* too_many_connections */
+	    {"22003", DB_REJECTED},  /* numeric_value_out_of_range */
+	    {"22P02", DB_REJECTED},  /* invalid_text_representation */
+	    {"23505", DB_REJECTED},  /* unique_violation */
+	    {"23514", DB_REJECTED},  /* check_violation */
+	    {"54000", DB_REJECTED},  /* program_limit_exceeded: a too large value */
+	    {"42P01", DB_FATAL},     /* undefined_table: not migrated */
+	    {"42501", DB_FATAL},     /* insufficient_privilege */
+	    {"42703", DB_FATAL},     /* undefined_column */
+	    {"3F000", DB_FATAL},     /* invalid_schema_name */
+	    {"28P01", DB_FATAL},     /* invalid_password */
+	    {"0A000", DB_FATAL},     /* feature_not_supported */
+	    {"XX000", DB_RETRY},     /* anything else: keep the place and try again */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (db_classify(cases[i].sqlstate) != cases[i].st)
+			fail_msg("db_classify(%s) = %s, expected %s",
+			         cases[i].sqlstate ? cases[i].sqlstate : "NULL",
+			         db_status_name(db_classify(cases[i].sqlstate)),
+			         db_status_name(cases[i].st));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_classify),
+	    cmocka_unit_test(test_apply_session_dropped),
+	    cmocka_unit_test(test_apply_client_failure),
+	    cmocka_unit_test(test_apply_serialization_failure),
+	    cmocka_unit_test(test_apply_deadlock),
+	    cmocka_unit_test(test_apply_unique_violation),
+	    cmocka_unit_test(test_apply_bad_value),
+	    cmocka_unit_test(test_apply_missing_table),
+	    cmocka_unit_test(test_apply_admin_shutdown),
+	    cmocka_unit_test(test_load_offsets),
+	    cmocka_unit_test(test_connect),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

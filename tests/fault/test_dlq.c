@@ -1,0 +1,240 @@
+/*
+ * dlq.c under failure, against librdkafka's mock cluster: the Nth
+ * rd_kafka_produceva() fails (a full queue), or the Nth delivery report
+ * says the record was lost. dlq_drain must send again until every dead
+ * letter is acknowledged; none may be dropped, and one that cannot be
+ * sent must still be pending when the consumer is told to stop.
+ */
+#include "dlq.h"
+#include "integration/fixture.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define PER_ROUND 5
+
+rd_kafka_error_t *__real_rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t cnt);
+rd_kafka_error_t *__wrap_rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t cnt);
+void __real_rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
+                                        void (*cb)(rd_kafka_t *, const rd_kafka_message_t *,
+                                                   void *));
+void __wrap_rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
+                                        void (*cb)(rd_kafka_t *, const rd_kafka_message_t *,
+                                                   void *));
+
+static struct {
+	int produce_at, produce_calls;
+	bool produce_from_then_on; /* every call from produce_at on fails */
+	int report_at, report_calls;
+	bool capture; /* the next delivery callback set is the dead-letter producer's */
+	void (*real_report)(rd_kafka_t *, const rd_kafka_message_t *, void *);
+} f;
+
+rd_kafka_error_t *__wrap_rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t cnt)
+{
+	if (f.produce_at > 0) {
+		int n = ++f.produce_calls;
+
+		if (n == f.produce_at || (f.produce_from_then_on && n > f.produce_at))
+			return rd_kafka_error_new(RD_KAFKA_RESP_ERR__QUEUE_FULL,
+			                          "injected: queue full");
+	}
+	return __real_rd_kafka_produceva(rk, vus, cnt);
+}
+
+/* Reports the Nth successful delivery as timed out (the record is in the topic all the same). */
+static void report(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+	if (f.report_at > 0 && rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+	    ++f.report_calls == f.report_at) {
+		rd_kafka_message_t lost = *rkm;
+
+		lost.err = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+		f.real_report(rk, &lost, opaque);
+		return;
+	}
+	f.real_report(rk, rkm, opaque);
+}
+
+void __wrap_rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
+                                        void (*cb)(rd_kafka_t *, const rd_kafka_message_t *,
+                                                   void *))
+{
+	if (f.capture) {
+		f.real_report = cb;
+		cb = report;
+	}
+	__real_rd_kafka_conf_set_dr_msg_cb(conf, cb);
+}
+
+struct world {
+	struct fx_kafka k;
+	struct dlq *d;
+	rd_kafka_topic_t *rkt; /* the source topic of the dead letters */
+	int64_t next_offset;   /* source offset of the next dead letter */
+	unsigned long long sent;
+};
+
+static int setup(void **state)
+{
+	struct world *w = calloc(1, sizeof(*w));
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char errstr[512];
+
+	assert_non_null(w);
+	fx_kafka_start(&w->k, 1);
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", w->k.bootstrap, errstr, sizeof(errstr)))
+		fail_msg("%s", errstr);
+	f.capture = true;
+	w->d = dlq_new(conf, "feedback.dlq", errstr, sizeof(errstr));
+	f.capture = false;
+	if (w->d == NULL)
+		fail_msg("dlq_new: %s", errstr);
+	w->rkt = rd_kafka_topic_new(w->k.producer, "feedback.sms", NULL);
+	assert_non_null(w->rkt);
+	*state = w;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct world *w = *state;
+
+	dlq_destroy(w->d);
+	rd_kafka_topic_destroy(w->rkt);
+	fx_kafka_stop(&w->k);
+	free(w);
+	return 0;
+}
+
+/* Queues n dead letters of feedback.sms partition 3 with consecutive source offsets. */
+static void send_some(struct world *w, int n)
+{
+	for (int i = 0; i < n; i++) {
+		char value[32];
+		rd_kafka_message_t rkm = {.rkt = w->rkt, .partition = 3};
+
+		rkm.offset = w->next_offset++;
+		snprintf(value, sizeof(value), "bad-%lld", (long long)rkm.offset);
+		rkm.payload = value;
+		rkm.len = strlen(value);
+		rkm.key = "k";
+		rkm.key_len = 1;
+		assert_int_equal(dlq_send(w->d, &rkm, "decode_error", "not a FeedbackEvent"), 0);
+		w->sent++;
+	}
+}
+
+static void drain_all(struct world *w)
+{
+	volatile sig_atomic_t stop = 0;
+
+	assert_int_equal(dlq_drain(w->d, &stop), 0);
+	assert_int_equal(dlq_pending(w->d), 0);
+	assert_int_equal(dlq_delivered(w->d), w->sent);
+}
+
+static void test_produce_fails_in_turn(void **state)
+{
+	struct world *w = *state;
+
+	for (int n = 1; n <= PER_ROUND; n++) {
+		f.produce_at = n;
+		f.produce_calls = 0;
+		send_some(w, PER_ROUND);
+		/* The refused one waits for dlq_drain; the others are on their way. */
+		assert_int_equal(dlq_pending(w->d) > 0, 1);
+		drain_all(w);
+		f.produce_at = 0;
+	}
+}
+
+static void test_delivery_fails_in_turn(void **state)
+{
+	struct world *w = *state;
+
+	for (int n = 1; n <= PER_ROUND; n++) {
+		f.report_at = n;
+		f.report_calls = 0;
+		send_some(w, PER_ROUND);
+		drain_all(w);
+		assert_int_equal(f.report_calls >= n, 1);
+		f.report_at = 0;
+	}
+}
+
+static void test_stop_keeps_what_was_not_sent(void **state)
+{
+	struct world *w = *state;
+	volatile sig_atomic_t stop = 1;
+
+	/* The topic cannot be written at all; the consumer is told to stop. */
+	f.produce_at = 1;
+	f.produce_calls = 0;
+	f.produce_from_then_on = true;
+	send_some(w, 2);
+	assert_int_equal(dlq_drain(w->d, &stop), -1);
+	assert_int_equal(dlq_pending(w->d), 2);
+	/* Writable again: nothing was lost in between. */
+	f.produce_at = 0;
+	f.produce_from_then_on = false;
+	drain_all(w);
+}
+
+/*
+ * Every dead letter is in the topic, at least once (a delivery reported
+ * lost may have arrived), with its headers; the set of source offsets is
+ * exactly 0 .. next_offset - 1.
+ */
+static void test_every_record_in_topic(void **state)
+{
+	struct world *w = *state;
+	struct fx_record *r = NULL;
+	size_t n = fx_read_topic(&w->k, "feedback.dlq", &r);
+	int64_t total = w->next_offset;
+	int *seen = calloc((size_t)total, sizeof(int));
+	char value[32];
+
+	/* 5 rounds of 5 failing produce calls, 5 of 5 failing reports, 2 while stopped. */
+	assert_int_equal(total, 5 * 5 + 5 * 5 + 2);
+	assert_true(n >= (size_t)total);
+	for (size_t i = 0; i < n; i++) {
+		long long off;
+
+		assert_string_equal(r[i].header[0], "feedback.sms");
+		assert_string_equal(r[i].header[1], "3");
+		assert_string_equal(r[i].header[3], "decode_error");
+		assert_string_equal(r[i].header[4], "not a FeedbackEvent");
+		assert_string_equal(r[i].key, "k");
+		off = strtoll(r[i].header[2], NULL, 10);
+		assert_true(off >= 0 && off < total);
+		snprintf(value, sizeof(value), "bad-%lld", off);
+		assert_int_equal(r[i].len, strlen(value));
+		assert_memory_equal(r[i].value, value, r[i].len);
+		seen[off]++;
+	}
+	for (int64_t off = 0; off < total; off++)
+		if (seen[off] == 0)
+			fail_msg("dead letter of offset %lld is missing", (long long)off);
+	free(seen);
+	fx_records_free(r, n);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_produce_fails_in_turn),
+	    cmocka_unit_test(test_delivery_fails_in_turn),
+	    cmocka_unit_test(test_stop_keeps_what_was_not_sent),
+	    cmocka_unit_test(test_every_record_in_topic),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,186 @@
+/*
+ * migrate.c under failure: every libpq call of migrate_run fails in turn
+ * (pqfault.h) on a fresh schema. A migration is all or nothing: each
+ * version recorded in schema_migrations has all its objects, and none of
+ * a version that is not recorded exists. Running again completes the
+ * schema.
+ */
+#include "fault/pqfault.h"
+#include "integration/harness.h"
+#include "migrate.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/*
+ * The objects of schema and the rights on them, with the schema's own name
+ * written as S; schema_migrations itself is left out.
+ */
+static char *objects_of(PGconn *conn, const char *schema)
+{
+	char sql[1536];
+	char *text;
+
+	snprintf(sql, sizeof(sql),
+	         "SELECT coalesce(string_agg(replace(x, '%s', 'S'), ' ' ORDER BY x), '') FROM ("
+	         " SELECT c.relkind::text || ':' || c.relname || ':' || coalesce(c.relacl::text, "
+	         "'') AS x"
+	         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+	         " WHERE n.nspname = '%s' AND c.relname NOT LIKE 'schema_migrations%%'"
+	         " UNION ALL SELECT 'f:' || p.proname || ':' || p.prosecdef || ':' ||"
+	         " coalesce(p.proconfig::text, '') || ':' || coalesce(p.proacl::text, '')"
+	         " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+	         " WHERE n.nspname = '%s') o",
+	         schema, schema, schema);
+	text = harness_query_text(conn, sql);
+	assert_non_null(text);
+	return text;
+}
+
+static long long version_of(PGconn *conn, const char *schema)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT (to_regclass('\"%s\".schema_migrations') IS NULL)::int",
+	         schema);
+	if (harness_query_int(conn, sql) == 1)
+		return 0;
+	snprintf(sql, sizeof(sql), "SELECT coalesce(max(version), 0) FROM \"%s\".schema_migrations",
+	         schema);
+	return harness_query_int(conn, sql);
+}
+
+/* refs[v]: the objects after exactly the first v migrations, each run as migrate.c runs it. */
+static char **reference_objects(PGconn *conn)
+{
+	char **refs = calloc((size_t)fc_migrations_count + 1, sizeof(*refs));
+	char *schema = harness_fresh_schema(conn, "fc_fault_ref");
+	char sql[256];
+
+	assert_non_null(refs);
+	snprintf(sql, sizeof(sql), "CREATE SCHEMA \"%s\"", schema);
+	harness_exec(conn, sql);
+	refs[0] = objects_of(conn, schema);
+	for (int v = 1; v <= fc_migrations_count; v++) {
+		snprintf(sql, sizeof(sql), "BEGIN; SET LOCAL search_path TO \"%s\"", schema);
+		harness_exec(conn, sql);
+		harness_exec(conn, fc_migrations[v - 1].sql);
+		harness_exec(conn, "COMMIT");
+		refs[v] = objects_of(conn, schema);
+	}
+	harness_drop_schema(conn, schema);
+	free(schema);
+	return refs;
+}
+
+static void refs_free(char **refs)
+{
+	for (int v = 0; v <= fc_migrations_count; v++)
+		free(refs[v]);
+	free(refs);
+}
+
+/* A schema at version v has exactly the objects of migrations 1..v. */
+static void assert_whole_versions(PGconn *conn, const char *schema, char **refs, int n)
+{
+	long long v = version_of(conn, schema);
+	char *got;
+
+	assert_true(v >= 0 && v <= fc_migrations_count);
+	got = objects_of(conn, schema);
+	if (strcmp(got, refs[v]) != 0) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%.200s", got);
+		free(got);
+		fail_msg(
+		    "call %d failing: schema at version %lld has other objects than migrations "
+		    "1..%lld create: %s",
+		    n, v, v, msg);
+	}
+	free(got);
+}
+
+static void migrate_in_turn(enum pqfault_kind kind, const char *sqlstate)
+{
+	PGconn *killer = harness_pg_connect();
+	PGconn *conn = harness_pg_connect();
+	char *schema = harness_fresh_schema(killer, "fc_fault_mig");
+	char **refs = reference_objects(killer);
+	char errstr[512];
+	int calls, rc;
+
+	pqfault_arm(0, kind, sqlstate, killer);
+	rc = migrate_run(conn, schema, errstr, sizeof(errstr));
+	calls = pqfault_calls();
+	pqfault_disarm();
+	if (rc != fc_migrations_count)
+		fail_msg("clean migrate_run gave %d: %s", rc, errstr);
+	assert_int_equal(version_of(killer, schema),
+	                 fc_migrations[fc_migrations_count - 1].version);
+	assert_whole_versions(killer, schema, refs, 0);
+
+	for (int n = 1; n <= calls; n++) {
+		harness_drop_schema(killer, schema);
+		pqfault_arm(n, kind, sqlstate, killer);
+		rc = migrate_run(conn, schema, errstr, sizeof(errstr));
+		pqfault_disarm();
+		assert_non_null(pqfault_hit());
+		if (rc != -1)
+			fail_msg("call %d (%s) failing: migrate_run gave %d", n, pqfault_hit(), rc);
+		assert_true(strlen(errstr) > 0);
+		assert_whole_versions(killer, schema, refs, n);
+		if (PQstatus(conn) != CONNECTION_OK) {
+			PQfinish(conn);
+			conn = harness_pg_connect();
+		}
+		assert_int_equal(PQtransactionStatus(conn), PQTRANS_IDLE);
+		rc = migrate_run(conn, schema, errstr, sizeof(errstr));
+		if (rc < 0)
+			fail_msg("migrating again after call %d failed: %s", n, errstr);
+		assert_int_equal(version_of(killer, schema),
+		                 fc_migrations[fc_migrations_count - 1].version);
+		assert_whole_versions(killer, schema, refs, n);
+	}
+	harness_drop_schema(killer, schema);
+	free(schema);
+	refs_free(refs);
+	PQfinish(conn);
+	PQfinish(killer);
+}
+
+static void test_session_dropped(void **state)
+{
+	(void)state;
+	migrate_in_turn(PQFAULT_DROP, NULL);
+}
+
+static void test_statement_fails(void **state)
+{
+	(void)state;
+	migrate_in_turn(PQFAULT_SQLSTATE, "42501");
+}
+
+static void test_client_failure(void **state)
+{
+	(void)state;
+	migrate_in_turn(PQFAULT_CLIENT, NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_session_dropped),
+	    cmocka_unit_test(test_statement_fails),
+	    cmocka_unit_test(test_client_failure),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
