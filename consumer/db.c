@@ -20,6 +20,8 @@ struct db {
 	char *buf;
 	size_t len, cap;
 	bool oom;
+	char sqlstate[6];         /* of the last error; "" when it had none */
+	char *synchronous_commit; /* NULL: the server's setting */
 	/* Service recovery: enabled when policy is set. */
 	bool recovery;
 	struct rules_policy policy;
@@ -51,8 +53,8 @@ struct db {
 	"suppressed_count, occurred_at, detected_at, follow_up_by, payload"
 
 static const char *const setup_sql[] = {
-    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_ledger ON COMMIT DELETE ROWS AS "
-    "SELECT " LEDGER_COLUMNS ", 0::integer AS seq FROM ledger WITH NO DATA",
+    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_keys (event_id text, occurred_at timestamptz, "
+    "seq integer) ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS fc_stage_channel ON COMMIT DELETE ROWS AS "
     "SELECT bucket, channel, " AGG_COLUMNS " FROM channel_agg WITH NO DATA",
     "CREATE TEMP TABLE IF NOT EXISTS fc_stage_agent ON COMMIT DELETE ROWS AS "
@@ -97,10 +99,14 @@ static const char sql_offsets[] =
     "  ON CONFLICT DO NOTHING RETURNING 1) "
     "SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)";
 
-static const char sql_ledger[] =
-    "WITH ins AS (INSERT INTO ledger (" LEDGER_COLUMNS ") SELECT " LEDGER_COLUMNS
-    " FROM fc_stage_ledger ON CONFLICT DO NOTHING RETURNING event_id, occurred_at) "
-    "SELECT s.seq FROM fc_stage_ledger s JOIN ins USING (event_id, occurred_at)";
+/*
+ * The events of the batch that the ledger already holds: duplicates. The
+ * LATERAL ... LIMIT 1 makes it one primary-key probe per event, pruned to
+ * one partition at run time; a plain join may hash the whole ledger.
+ */
+static const char sql_ledger_seen[] =
+    "SELECT s.seq FROM fc_stage_keys s CROSS JOIN LATERAL (SELECT 1 FROM ledger l "
+    "WHERE l.event_id = s.event_id AND l.occurred_at = s.occurred_at LIMIT 1) seen";
 
 /* The ORDER BY is the lock order that every replica shares; "C" matches strcmp. */
 static const char sql_channel[] = "INSERT INTO channel_agg AS a (bucket, channel, " AGG_COLUMNS ") "
@@ -168,9 +174,21 @@ void db_destroy(struct db *db)
 		PQfinish(db->conn);
 	free(db->conninfo);
 	free(db->schema);
+	free(db->synchronous_commit);
 	free(db->buf);
 	arena_release(&db->scratch);
 	free(db);
+}
+
+int db_set_synchronous_commit(struct db *db, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (copy == NULL)
+		return -1;
+	free(db->synchronous_commit);
+	db->synchronous_commit = copy;
+	return 0;
 }
 
 void db_set_recovery(struct db *db, const struct rules_policy *p)
@@ -198,6 +216,7 @@ static enum db_status db_error(struct db *db, const PGresult *res, const char *w
 	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	enum db_status st;
 
+	snprintf(db->sqlstate, sizeof(db->sqlstate), "%s", sqlstate ? sqlstate : "");
 	if (msg == NULL)
 		msg = PQerrorMessage(db->conn);
 	if (PQstatus(db->conn) == CONNECTION_BAD)
@@ -281,6 +300,11 @@ enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
 	snprintf(sql, sizeof(sql), "SET search_path TO %s", ident);
 	PQfreemem(ident);
 	st = db_exec(db, sql, "setting the search path", errstr, errstr_size);
+	if (st == DB_OK && db->synchronous_commit) {
+		/* A value of the config table's enum: nothing to quote. */
+		snprintf(sql, sizeof(sql), "SET synchronous_commit TO %s", db->synchronous_commit);
+		st = db_exec(db, sql, "setting synchronous_commit", errstr, errstr_size);
+	}
 	for (size_t i = 0; st == DB_OK && i < sizeof(setup_sql) / sizeof(setup_sql[0]); i++)
 		st = db_exec(db, setup_sql[i], "creating the staging tables", errstr, errstr_size);
 	return st;
@@ -430,8 +454,7 @@ static void buf_rating(struct db *db, const struct rating *r, bool with_scale)
 	}
 }
 
-static void buf_ledger_row(struct db *db, const struct batch_msg *m, const struct batch_event *be,
-                           int32_t seq)
+static void buf_ledger_row(struct db *db, const struct batch_msg *m, const struct batch_event *be)
 {
 	const struct event *ev = &be->ev;
 
@@ -478,8 +501,6 @@ static void buf_ledger_row(struct db *db, const struct batch_msg *m, const struc
 	buf_int(db, m->partition);
 	buf_sep(db, '\t');
 	buf_int(db, m->offset);
-	buf_sep(db, '\t');
-	buf_int(db, seq);
 	buf_sep(db, '\n');
 }
 
@@ -642,6 +663,11 @@ out:
 	return st;
 }
 
+/*
+ * Looks the batch's event ids up in the ledger, then COPYs the new ones
+ * straight into it: COPY inserts many rows per call, where INSERT ... ON
+ * CONFLICT pays per row, and the look-up costs only index reads.
+ */
 static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t from, size_t to,
                                        size_t *n_new, char *errstr, size_t errstr_size)
 {
@@ -653,29 +679,55 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 	db->len = 0;
 	for (size_t i = from; i < to; i++) {
 		const struct batch_msg *m = &b->msgs[i];
+		struct batch_event *be;
 
 		if (m->event < 0)
 			continue;
-		buf_ledger_row(db, m, &b->events[m->event], m->event);
+		be = &b->events[m->event];
+		be->is_new = true;
+		buf_text(db, be->ev.event_id);
+		buf_sep(db, '\t');
+		buf_time(db, be->ev.occurred_at_us);
+		buf_sep(db, '\t');
+		buf_int(db, m->event);
+		buf_sep(db, '\n');
 		rows++;
 	}
 	if (rows == 0)
 		return DB_OK;
-	st = db_copy(db, "COPY fc_stage_ledger FROM STDIN", "staging ledger rows", errstr,
-	             errstr_size);
+	st = db_copy(db, "COPY fc_stage_keys FROM STDIN", "staging event ids", errstr, errstr_size);
 	if (st != DB_OK)
 		return st;
-	res = PQexec(db->conn, sql_ledger);
+	res = PQexec(db->conn, sql_ledger_seen);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		st = db_error(db, res, "inserting ledger rows", errstr, errstr_size);
+		st = db_error(db, res, "looking up event ids", errstr, errstr_size);
 		goto out;
 	}
 	for (int r = 0; r < PQntuples(res); r++) {
 		long seq = strtol(PQgetvalue(res, r, 0), NULL, 10);
 
-		b->events[seq].is_new = true;
+		b->events[seq].is_new = false;
+		rows--;
 	}
-	*n_new = (size_t)PQntuples(res);
+	if (rows == 0)
+		goto out;
+	db->len = 0;
+	for (size_t i = from; i < to; i++) {
+		const struct batch_msg *m = &b->msgs[i];
+
+		if (m->event >= 0 && b->events[m->event].is_new)
+			buf_ledger_row(db, m, &b->events[m->event]);
+	}
+	st = db_copy(db, "COPY ledger (" LEDGER_COLUMNS ") FROM STDIN", "inserting ledger rows",
+	             errstr, errstr_size);
+	/*
+	 * Another consumer committed one of these ids after the look-up (two
+	 * replicas racing after a rebalance): the retry finds it there.
+	 */
+	if (st == DB_REJECTED && strcmp(db->sqlstate, "23505") == 0)
+		st = DB_RETRY;
+	if (st == DB_OK)
+		*n_new = rows;
 out:
 	PQclear(res);
 	return st;

@@ -48,6 +48,14 @@ void db_set_recovery(struct db *db, const struct rules_policy *p);
 
 const struct db_tx_stats *db_last_tx(const struct db *db);
 
+/*
+ * The synchronous_commit of the connection's transactions (value copied;
+ * applied at the next db_connect). "off" loses no event: a commit lost in a
+ * server crash takes its stored offsets with it, the next compare and set
+ * fails, and the messages are read again. Returns 0, or -1 when out of memory.
+ */
+int db_set_synchronous_commit(struct db *db, const char *value);
+
 /* Connects (again), checks the schema is migrated, prepares statements. */
 enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size);
 

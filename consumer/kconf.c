@@ -112,6 +112,22 @@ rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char 
 		return NULL;
 	}
 	rd_kafka_conf_set_log_cb(kb.conf, log_from_rdkafka);
+	/*
+	 * librdkafka prefetches up to 64 MiB by default; the batch, not the
+	 * prefetch, is what keeps the database busy, and a few MiB ahead of it
+	 * are enough (measured: the same throughput at a third of the memory).
+	 * Set before the user's kafka.* keys, which may override them.
+	 */
+	if (role == KCONF_CONSUMER &&
+	    (rd_kafka_conf_set(kb.conf, "queued.max.messages.kbytes", "4096", errstr,
+	                       errstr_size) != RD_KAFKA_CONF_OK ||
+	     rd_kafka_conf_set(kb.conf, "fetch.max.bytes", "4194304", errstr, errstr_size) !=
+	         RD_KAFKA_CONF_OK ||
+	     rd_kafka_conf_set(kb.conf, "max.partition.fetch.bytes", "262144", errstr,
+	                       errstr_size) != RD_KAFKA_CONF_OK)) {
+		rd_kafka_conf_destroy(kb.conf);
+		return NULL;
+	}
 	if (config_each_kafka(cfg, set_one, &kb) != 0) {
 		rd_kafka_conf_destroy(kb.conf);
 		return NULL;

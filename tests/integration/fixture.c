@@ -162,6 +162,8 @@ pid_t fx_consumer_start_logged(const struct fx_kafka *k, const char *schema, con
 	argv[n++] = "--log.format=text";
 	/* The mock cluster holds a left group for session.timeout.ms - 1 s. */
 	argv[n++] = "--kafka.session.timeout.ms=6000";
+	/* Consumers run side by side: no fixed HTTP port; a test that scrapes names its own. */
+	argv[n++] = "--http.port=0";
 	for (; extra && *extra && n < 31; extra++)
 		argv[n++] = (char *)*extra;
 	argv[n] = NULL;
