@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -26,6 +27,10 @@ static const struct config_key keys[] = {
     {"database.schema", CONFIG_STRING, "feedback", 0, 0, NULL, "postgresql schema of every object"},
     {"database.url", CONFIG_STRING, "", 0, 0, NULL,
      "libpq connection string or URI; empty: the PG* variables"},
+    {"http.bind", CONFIG_STRING, "0.0.0.0", 0, 0, NULL,
+     "address of /metrics, /healthz, /readyz (IPv4 or IPv6)"},
+    {"http.liveness.timeout", CONFIG_DURATION, "30s", 1000, DAY_MS, NULL,
+     "/healthz fails when the poll loop stalls this long"},
     {"http.port", CONFIG_INT, "8080", 0, 65535, NULL,
      "port of /metrics, /healthz, /readyz; 0: off"},
     {"kafka.bootstrap.servers", CONFIG_STRING, "localhost:9092", 0, 0, NULL,
@@ -211,6 +216,14 @@ static bool valid_topic(const char *s)
 	return true;
 }
 
+/* An address literal: the listener binds it as is, without a name lookup. */
+static bool valid_address(const char *s)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, s, addr) == 1 || inet_pton(AF_INET6, s, addr) == 1;
+}
+
 /* Checks value for k; on success *num holds its number (INT, BOOL, DURATION). */
 static bool validate(const struct config_key *k, const char *value, int64_t *num, char *why,
                      size_t why_size)
@@ -225,6 +238,10 @@ static bool validate(const struct config_key *k, const char *value, int64_t *num
 		if (strncmp(k->name, "topic.", 6) == 0 && !valid_topic(value)) {
 			snprintf(why, why_size,
 			         "must be a topic name of 1-249 characters [A-Za-z0-9._-]");
+			return false;
+		}
+		if (strcmp(k->name, "http.bind") == 0 && !valid_address(value)) {
+			snprintf(why, why_size, "must be an IPv4 or IPv6 address such as 0.0.0.0");
 			return false;
 		}
 		return true;

@@ -7,10 +7,27 @@
 #include "log.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* Dead-letter reasons: the decode results, then one for rows the database refused. */
+#define REASON_DB_REJECTED DECODE_RESULT_COUNT
+#define N_REASONS          (DECODE_RESULT_COUNT + 1)
+
+static const char *const outcome_names[] = {"accepted", "duplicate", "dead_lettered"};
+
+/* The families this consumer updates; all NULL without a registry. */
+struct consumer_metrics {
+	struct metric_family *events;       /* channel, outcome */
+	struct metric_family *dead_letters; /* reason */
+	struct metric_family *batches, *batch_events, *tx_seconds;
+	struct metric_family *db_retries, *stale_batches, *rebalances;
+	struct metric_family *lag; /* topic, partition */
+	struct metric_family *triggers, *suppressed, *ready;
+};
 
 /* What this consumer knows of one partition. */
 struct part_state {
@@ -37,6 +54,15 @@ struct consumer {
 	struct consumer_stats stats;
 	int64_t next_report_us;
 	int64_t next_maintain_us;
+	/* Dead letters of the open batch by channel and reason, counted when it commits. */
+	unsigned batch_dead_channel[CHANNEL_MAX];
+	unsigned batch_dead_reason[N_REASONS];
+	bool in_group; /* assigned (possibly nothing) and not lost since */
+	unsigned long long exported_db_retries;
+	struct consumer_metrics m;
+	/* Read by the probes on the http thread. */
+	atomic_llong progress_us;
+	atomic_bool ready;
 };
 
 enum flush_result { FLUSH_OK, FLUSH_STALE, FLUSH_ABANDONED, FLUSH_FATAL };
@@ -82,6 +108,25 @@ static struct part_state *part_get(struct consumer *c, int t, int32_t partition)
 	return &c->parts[t][partition];
 }
 
+/*
+ * Tells the probes the loop is alive and whether it is ready. Waiting out
+ * a database outage counts as alive: restarting would not bring it back.
+ */
+static void consumer_publish_health(struct consumer *c)
+{
+	bool ready = c->db_up && c->in_group;
+
+	atomic_store(&c->progress_us, mono_us());
+	/* Retries are counted in several places; the counter follows the statistics. */
+	if (c->stats.db_retries != c->exported_db_retries) {
+		metric_add(c->m.db_retries, NULL,
+		           (double)(c->stats.db_retries - c->exported_db_retries));
+		c->exported_db_retries = c->stats.db_retries;
+	}
+	if (atomic_exchange(&c->ready, ready) != ready)
+		metric_set(c->m.ready, NULL, ready);
+}
+
 /* Sleeps up to ms in short steps; false when stop was requested. */
 static bool backoff_sleep(struct consumer *c, int ms)
 {
@@ -91,6 +136,7 @@ static bool backoff_sleep(struct consumer *c, int ms)
 		int64_t left = until - mono_us();
 		struct timespec ts;
 
+		consumer_publish_health(c);
 		if (left <= 0)
 			return true;
 		if (left > 100000)
@@ -265,6 +311,8 @@ static bool consumer_reject(struct consumer *c, size_t i, const char *why)
 		return false;
 	c->b->msgs[i].event = -1;
 	c->batch_dead++;
+	c->batch_dead_channel[c->b->msgs[i].topic]++;
+	c->batch_dead_reason[REASON_DB_REJECTED]++;
 	return true;
 }
 
@@ -285,12 +333,16 @@ static enum flush_result consumer_apply(struct consumer *c, size_t from, size_t 
 		if (!consumer_db_ensure(c))
 			return c->fatal ? FLUSH_FATAL : FLUSH_ABANDONED;
 		nu = consumer_updates(c, from, to);
+		int64_t tx_started_us = mono_us();
 		st = db_apply(c->db, c->opts->group, c->opts->topics, c->b, from, to, c->updates,
 		              nu, errstr, sizeof(errstr));
+		metric_observe(c->m.tx_seconds, NULL, (double)(mono_us() - tx_started_us) / 1e6);
 		switch (st) {
 		case DB_OK:
 			c->stats.triggers += db_last_tx(c->db)->triggers;
 			c->stats.suppressed += db_last_tx(c->db)->suppressed;
+			metric_add(c->m.triggers, NULL, (double)db_last_tx(c->db)->triggers);
+			metric_add(c->m.suppressed, NULL, (double)db_last_tx(c->db)->suppressed);
 			for (size_t i = 0; i < nu; i++) {
 				struct part_state *ps =
 				    part_get(c, c->updates[i].topic, c->updates[i].partition);
@@ -384,6 +436,46 @@ static void consumer_resync(struct consumer *c)
 	rd_kafka_topic_partition_list_destroy(list);
 }
 
+static const char *reason_name(size_t r)
+{
+	return r == REASON_DB_REJECTED ? "db_rejected" : decode_reason_code((enum decode_result)r);
+}
+
+/* Adds the committed batch to the metrics: events by channel and outcome, dead letters. */
+static void consumer_count_batch(struct consumer *c)
+{
+	const struct batch *b = c->b;
+	unsigned long long msgs[CHANNEL_MAX] = {0}, fresh[CHANNEL_MAX] = {0};
+
+	for (size_t i = 0; i < b->n_msgs; i++) {
+		int t = b->msgs[i].topic;
+
+		msgs[t]++;
+		if (b->msgs[i].event >= 0 && b->events[b->msgs[i].event].is_new)
+			fresh[t]++;
+	}
+	for (int t = 0; t < CHANNEL_MAX; t++) {
+		unsigned long long dead = c->batch_dead_channel[t];
+		double n[3] = {(double)fresh[t], (double)(msgs[t] - dead - fresh[t]), (double)dead};
+
+		for (int o = 0; o < 3; o++) {
+			const char *labels[] = {channel_name((enum channel)(t + 1)),
+			                        outcome_names[o]};
+
+			if (n[o] > 0)
+				metric_add(c->m.events, labels, n[o]);
+		}
+	}
+	for (size_t r = 0; r < N_REASONS; r++) {
+		const char *labels[] = {reason_name(r)};
+
+		if (c->batch_dead_reason[r] > 0)
+			metric_add(c->m.dead_letters, labels, c->batch_dead_reason[r]);
+	}
+	metric_add(c->m.batches, NULL, 1);
+	metric_observe(c->m.batch_events, NULL, (double)b->n_msgs);
+}
+
 /* Commits the open batch: dead letters first, then the one transaction. */
 static enum flush_result consumer_flush(struct consumer *c)
 {
@@ -408,13 +500,18 @@ static enum flush_result consumer_flush(struct consumer *c)
 		c->stats.dead_lettered += c->batch_dead;
 		c->stats.duplicates += b->n_msgs - c->batch_dead - fresh;
 		c->stats.batches++;
+		consumer_count_batch(c);
 		consumer_commit_kafka(c);
 	} else {
-		if (r == FLUSH_STALE)
+		if (r == FLUSH_STALE) {
 			c->stats.stale_batches++;
+			metric_add(c->m.stale_batches, NULL, 1);
+		}
 		c->need_resync = true;
 	}
 	c->batch_dead = 0;
+	memset(c->batch_dead_channel, 0, sizeof(c->batch_dead_channel));
+	memset(c->batch_dead_reason, 0, sizeof(c->batch_dead_reason));
 	consumer_release_held(c);
 	return r;
 }
@@ -449,6 +546,8 @@ static void consumer_handle(struct consumer *c, rd_kafka_message_t *rkm)
 		    dlq_send(c->dlq, rkm, decode_reason_code(dr), errmsg) != 0)
 			goto oom;
 		c->batch_dead++;
+		c->batch_dead_channel[t]++;
+		c->batch_dead_reason[dr < DECODE_RESULT_COUNT ? dr : DECODE_DECODE_ERROR]++;
 	}
 	c->held[idx] = rkm;
 	return;
@@ -467,9 +566,11 @@ static void consumer_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	rd_kafka_resp_err_t aerr = RD_KAFKA_RESP_ERR_NO_ERROR;
 
 	c->stats.rebalances++;
+	metric_add(c->m.rebalances, NULL, 1);
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		log_info("assigned %d partitions (%s)", parts->cnt,
 		         cooperative ? "cooperative" : "eager");
+		c->in_group = true;
 		if (!consumer_position(c, parts))
 			log_warn("assigning without stored offsets: shutting down or the database "
 			         "is unusable");
@@ -480,6 +581,10 @@ static void consumer_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	} else {
 		log_info("revoked %d partitions (%s)", parts->cnt,
 		         cooperative ? "cooperative" : "eager");
+		/* A revocation within a rebalance keeps the membership; a lost assignment does not.
+		 */
+		if (rd_kafka_assignment_lost(rk))
+			c->in_group = false;
 		/* The batch holds messages of these partitions: commit it while they are ours. */
 		if (consumer_flush(c) != FLUSH_OK)
 			log_warn("the open batch was not committed; its messages are read again");
@@ -517,6 +622,118 @@ static void consumer_report(struct consumer *c, bool force)
 	         c->stats.batches, c->stats.db_retries, c->stats.triggers, c->stats.suppressed);
 }
 
+/* librdkafka's statistics, every statistics.interval.ms: the lag of each partition. */
+static int consumer_on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+	struct consumer *c = opaque;
+	struct metrics_lag *lag = NULL;
+	struct metric_sample *samples = NULL;
+	char(*partitions)[12] = NULL;
+	size_t n = 0;
+
+	(void)rk;
+	if (c->m.lag == NULL)
+		return 0;
+	if (metrics_parse_lag(json, json_len, &lag, &n) != 0) {
+		log_debug("cannot read the consumer lag from librdkafka's statistics");
+		return 0;
+	}
+	samples = calloc(n ? n : 1, sizeof(*samples));
+	partitions = calloc(n ? n : 1, sizeof(*partitions));
+	if (samples && partitions) {
+		for (size_t i = 0; i < n; i++) {
+			snprintf(partitions[i], sizeof(partitions[i]), "%d", (int)lag[i].partition);
+			samples[i].values[0] = lag[i].topic;
+			samples[i].values[1] = partitions[i];
+			samples[i].value = (double)lag[i].lag;
+		}
+		metric_replace(c->m.lag, samples, n);
+	}
+	free(partitions);
+	free(samples);
+	free(lag);
+	return 0; /* librdkafka frees json */
+}
+
+static void consumer_register_metrics(struct consumer *c, struct metrics *reg)
+{
+	static const double batch_bounds[] = {1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
+	static const double tx_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+	                                   0.25,  0.5,    1,     2.5,  5,     10};
+	struct consumer_metrics *m = &c->m;
+
+	m->events = metrics_counter(reg, "feedback_events_total",
+	                            "Consumed messages by channel and outcome, counted when their "
+	                            "batch commits.",
+	                            "channel,outcome");
+	m->dead_letters =
+	    metrics_counter(reg, "feedback_dead_letters_total",
+	                    "Messages sent to the dead-letter topic, by reason.", "reason");
+	m->batches = metrics_counter(reg, "feedback_batches_total", "Committed batches.", NULL);
+	m->batch_events =
+	    metrics_histogram(reg, "feedback_batch_events", "Messages per committed batch.", NULL,
+	                      batch_bounds, sizeof(batch_bounds) / sizeof(*batch_bounds));
+	m->tx_seconds = metrics_histogram(reg, "feedback_transaction_duration_seconds",
+	                                  "Duration of one database transaction, whatever its "
+	                                  "outcome.",
+	                                  NULL, tx_bounds, sizeof(tx_bounds) / sizeof(*tx_bounds));
+	m->db_retries = metrics_counter(reg, "feedback_db_retries_total",
+	                                "Database attempts that failed and were retried.", NULL);
+	m->stale_batches = metrics_counter(
+	    reg, "feedback_stale_batches_total",
+	    "Batches dropped because another consumer moved the stored offsets.", NULL);
+	m->rebalances =
+	    metrics_counter(reg, "feedback_rebalances_total",
+	                    "Consumer group rebalance events (assign and revoke).", NULL);
+	m->lag = metrics_gauge(reg, "feedback_consumer_lag_messages",
+	                       "Messages between the committed offset and the end of each "
+	                       "assigned partition, from librdkafka's statistics.",
+	                       "topic,partition");
+	m->triggers = metrics_counter(reg, "feedback_recovery_triggers_queued_total",
+	                              "Recovery triggers queued in the outbox.", NULL);
+	m->suppressed =
+	    metrics_counter(reg, "feedback_recovery_suppressed_total",
+	                    "Negative events kept from triggering by the cooldown.", NULL);
+	m->ready = metrics_gauge(reg, "feedback_ready",
+	                         "1 when connected to postgresql and a member of the group.", NULL);
+	/* Every series exists from the start, so rates and alerts see the first event. */
+	for (int t = 0; t < CHANNEL_MAX; t++)
+		for (int o = 0; o < 3; o++) {
+			const char *labels[] = {channel_name((enum channel)(t + 1)),
+			                        outcome_names[o]};
+
+			metric_touch(m->events, labels);
+		}
+	for (size_t r = 1; r < N_REASONS; r++) {
+		const char *labels[] = {reason_name(r)};
+
+		metric_touch(m->dead_letters, labels);
+	}
+}
+
+bool consumer_live(struct consumer *c, int64_t timeout_ms, char *detail, size_t detail_size)
+{
+	int64_t idle_ms = (mono_us() - atomic_load(&c->progress_us)) / 1000;
+
+	if (idle_ms <= timeout_ms) {
+		snprintf(detail, detail_size, "ok");
+		return true;
+	}
+	snprintf(detail, detail_size, "the poll loop has made no progress for %lld ms",
+	         (long long)idle_ms);
+	return false;
+}
+
+bool consumer_ready(struct consumer *c, char *detail, size_t detail_size)
+{
+	if (atomic_load(&c->ready)) {
+		snprintf(detail, detail_size, "ready");
+		return true;
+	}
+	snprintf(detail, detail_size, "not ready: waiting for postgresql or the consumer group");
+	return false;
+}
+
 struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t *consumer_conf,
                               rd_kafka_conf_t *producer_conf, char *errstr, size_t errstr_size)
 {
@@ -527,6 +744,9 @@ struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t 
 		goto fail;
 	}
 	c->opts = opts;
+	atomic_init(&c->progress_us, mono_us());
+	atomic_init(&c->ready, false);
+	consumer_register_metrics(c, opts->metrics);
 	c->b = batch_new((size_t)opts->batch_max_events);
 	c->held = calloc((size_t)opts->batch_max_events, sizeof(*c->held));
 	c->updates = calloc((size_t)opts->batch_max_events, sizeof(*c->updates));
@@ -546,6 +766,7 @@ struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t 
 	                      errstr_size))
 		goto fail;
 	rd_kafka_conf_set_rebalance_cb(consumer_conf, consumer_rebalance);
+	rd_kafka_conf_set_stats_cb(consumer_conf, consumer_on_stats);
 	rd_kafka_conf_set_opaque(consumer_conf, c);
 	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, consumer_conf, errstr, errstr_size);
 	if (c->rk == NULL)
@@ -588,6 +809,7 @@ int consumer_run(struct consumer *c, volatile sig_atomic_t *stop)
 		int timeout = 100;
 		rd_kafka_message_t *rkm;
 
+		consumer_publish_health(c);
 		if (c->need_resync)
 			consumer_resync(c);
 		if (c->b->n_msgs > 0) {
@@ -629,6 +851,8 @@ int consumer_run(struct consumer *c, volatile sig_atomic_t *stop)
 	if (!c->fatal && c->b->n_msgs > 0)
 		consumer_flush(c);
 	log_info("leaving the consumer group");
+	c->in_group = false;
+	consumer_publish_health(c);
 	err = rd_kafka_consumer_close(c->rk);
 	if (err)
 		log_warn("closing the consumer: %s", rd_kafka_err2str(err));

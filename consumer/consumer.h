@@ -6,6 +6,7 @@
 #define FC_CONSUMER_H
 
 #include "kpi.h"
+#include "metrics.h"
 #include "rules.h"
 
 #include <librdkafka/rdkafka.h>
@@ -24,6 +25,7 @@ struct consumer_opts {
 	int db_retry_max_ms; /* cap of the backoff between database attempts */
 	struct kpi_policy policy;
 	const struct rules_policy *recovery; /* NULL: no recovery triggers */
+	struct metrics *metrics;             /* the feedback_* families go here; NULL: none */
 };
 
 /* Counters since the start, for logs and metrics. */
@@ -58,6 +60,21 @@ struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t 
 int consumer_run(struct consumer *c, volatile sig_atomic_t *stop);
 
 const struct consumer_stats *consumer_stats(const struct consumer *c);
+
+/*
+ * Liveness, safe from any thread: true when the poll loop (or a backoff
+ * between database attempts) made progress within timeout_ms. detail says
+ * how long ago otherwise.
+ */
+bool consumer_live(struct consumer *c, int64_t timeout_ms, char *detail, size_t detail_size);
+
+/*
+ * Readiness, safe from any thread: true when the last database operation
+ * succeeded and the consumer is a member of its group (it received an
+ * assignment, possibly empty, that it has not lost). detail names what is
+ * missing.
+ */
+bool consumer_ready(struct consumer *c, char *detail, size_t detail_size);
 
 void consumer_destroy(struct consumer *c);
 

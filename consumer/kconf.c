@@ -2,7 +2,9 @@
 
 #include "log.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Properties (or prefixes ending in '.') of one client kind only. */
@@ -62,6 +64,52 @@ static bool matches(const char *name, const char *const *list, size_t n)
 	return false;
 }
 
+/*
+ * The values of the secret kafka.* keys given to any configuration, so that
+ * a librdkafka line quoting one (a debug dump, an error echoing a setting)
+ * never reaches the log. Kept for the life of the process.
+ */
+static pthread_mutex_t secrets_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *secrets[16];
+static size_t n_secrets;
+
+static void remember_secret(const char *value)
+{
+	pthread_mutex_lock(&secrets_lock);
+	for (size_t i = 0; i < n_secrets; i++)
+		if (strcmp(secrets[i], value) == 0)
+			goto out;
+	if (n_secrets < sizeof(secrets) / sizeof(*secrets) && value[0] &&
+	    (secrets[n_secrets] = strdup(value)) != NULL)
+		n_secrets++;
+out:
+	pthread_mutex_unlock(&secrets_lock);
+}
+
+/* buf with every remembered secret replaced by <redacted>, into out. */
+static void redact(const char *buf, char *out, size_t size)
+{
+	snprintf(out, size, "%s", buf);
+	pthread_mutex_lock(&secrets_lock);
+	for (size_t i = 0; i < n_secrets; i++) {
+		size_t len = strlen(secrets[i]);
+		char *hit;
+
+		while ((hit = strstr(out, secrets[i])) != NULL) {
+			static const char mask[] = "<redacted>";
+			size_t tail = strlen(hit + len);
+
+			if ((size_t)(hit - out) + sizeof(mask) + tail > size) {
+				*hit = '\0'; /* no room: cut the line before the secret */
+				break;
+			}
+			memmove(hit + sizeof(mask) - 1, hit + len, tail + 1);
+			memcpy(hit, mask, sizeof(mask) - 1);
+		}
+	}
+	pthread_mutex_unlock(&secrets_lock);
+}
+
 struct kconf_build {
 	rd_kafka_conf_t *conf;
 	enum kconf_role role;
@@ -80,10 +128,12 @@ static int set_one(const char *name, const char *value, void *arg)
 	if (kb->role == KCONF_CONSUMER &&
 	    matches(name, producer_only, sizeof(producer_only) / sizeof(*producer_only)))
 		return 0;
-	if (rd_kafka_conf_set(kb->conf, name, value, why, sizeof(why)) == RD_KAFKA_CONF_OK)
-		return 0;
 	char key[300];
 	snprintf(key, sizeof(key), "kafka.%s", name);
+	if (config_is_secret(key))
+		remember_secret(value);
+	if (rd_kafka_conf_set(kb->conf, name, value, why, sizeof(why)) == RD_KAFKA_CONF_OK)
+		return 0;
 	/* librdkafka's message may quote the value: never for a secret. */
 	if (config_is_secret(key))
 		snprintf(kb->errstr, kb->errstr_size, "invalid setting '%s'", key);
@@ -99,7 +149,12 @@ static void log_from_rdkafka(const rd_kafka_t *rk, int level, const char *fac, c
 	                    : level == 4 ? LOG_WARN
 	                    : level <= 6 ? LOG_INFO
 	                                 : LOG_DEBUG;
-	log_write(lv, NULL, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, buf);
+	char clean[2048];
+
+	if (!log_enabled(lv))
+		return;
+	redact(buf, clean, sizeof(clean));
+	log_write(lv, NULL, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, clean);
 }
 
 rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char *errstr,

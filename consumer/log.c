@@ -59,6 +59,70 @@ static void emit(const char *line, size_t len)
 	}
 }
 
+size_t log_utf8_clean(const char *in, char *out, size_t size)
+{
+	static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+	const unsigned char *p = (const unsigned char *)in;
+	size_t n = 0;
+
+	if (size == 0)
+		return 0;
+	while (*p) {
+		size_t len = 0;
+		uint32_t cp = 0, min = 0;
+
+		if (p[0] < 0x80)
+			len = 1, cp = p[0];
+		else if ((p[0] & 0xe0) == 0xc0)
+			len = 2, cp = p[0] & 0x1f, min = 0x80;
+		else if ((p[0] & 0xf0) == 0xe0)
+			len = 3, cp = p[0] & 0x0f, min = 0x800;
+		else if ((p[0] & 0xf8) == 0xf0)
+			len = 4, cp = p[0] & 0x07, min = 0x10000;
+		for (size_t i = 1; i < len; i++) {
+			if ((p[i] & 0xc0) != 0x80) {
+				len = 0;
+				break;
+			}
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		/* Overlong forms, UTF-16 surrogates and code points past U+10FFFF are invalid too.
+		 */
+		if (len > 1 && (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff))
+			len = 0;
+		const char *src = len ? (const char *)p : replacement;
+		size_t take = len ? len : 3;
+
+		if (n + take >= size)
+			break;
+		memcpy(out + n, src, take);
+		n += take;
+		p += len ? len : 1;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* Control characters as \n, \t, \r or \xNN, so that a text line stays one line. */
+static void escape_controls(const char *in, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)in; *p && n + 5 < size; p++) {
+		if (*p >= 0x20 && *p != 0x7f)
+			out[n++] = (char)*p;
+		else if (*p == '\n')
+			n += (size_t)snprintf(out + n, size - n, "\\n");
+		else if (*p == '\t')
+			n += (size_t)snprintf(out + n, size - n, "\\t");
+		else if (*p == '\r')
+			n += (size_t)snprintf(out + n, size - n, "\\r");
+		else
+			n += (size_t)snprintf(out + n, size - n, "\\x%02x", *p);
+	}
+	out[n] = '\0';
+}
+
 static void write_json(enum log_level level, const struct log_ctx *ctx, const char *ts,
                        const char *msg)
 {
@@ -67,18 +131,21 @@ static void write_json(enum log_level level, const struct log_ctx *ctx, const ch
 		return;
 	json_object_set_new(obj, "ts", json_string(ts));
 	json_object_set_new(obj, "level", json_string(level_names[level]));
-	/* jansson refuses invalid UTF-8; keep the line rather than drop it. */
-	json_t *m = json_string(msg);
-	json_object_set_new(obj, "msg", m ? m : json_string("(message was not valid UTF-8)"));
+	/* msg is valid UTF-8 already; jansson escapes quotes and control characters. */
+	json_object_set_new(obj, "msg", json_string(msg));
 	if (ctx && ctx->topic) {
-		json_object_set_new(obj, "topic", json_string(ctx->topic));
+		char topic[1024];
+
+		log_utf8_clean(ctx->topic, topic, sizeof(topic));
+		json_object_set_new(obj, "topic", json_string(topic));
 		json_object_set_new(obj, "partition", json_integer(ctx->partition));
 		json_object_set_new(obj, "offset", json_integer(ctx->offset));
 	}
 	if (ctx && ctx->event_id && ctx->event_id[0]) {
-		json_t *id = json_string(ctx->event_id);
-		if (id)
-			json_object_set_new(obj, "event_id", id);
+		char id[1024];
+
+		log_utf8_clean(ctx->event_id, id, sizeof(id));
+		json_object_set_new(obj, "event_id", json_string(id));
 	}
 	char *line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(obj);
@@ -124,16 +191,22 @@ void log_write(enum log_level level, const struct log_ctx *ctx, const char *fmt,
 {
 	if (level < threshold)
 		return;
-	char msg[4096];
+	char raw[4096], msg[3 * sizeof(raw)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	/* A message may quote bytes of a bad event: keep them visible, never break the line. */
+	log_utf8_clean(raw, msg, sizeof(msg));
 
 	char ts[40];
 	format_time(ts, sizeof(ts));
-	if (as_json)
+	if (as_json) {
 		write_json(level, ctx, ts, msg);
-	else
-		write_text(level, ctx, ts, msg);
+	} else {
+		char text[8192];
+
+		escape_controls(msg, text, sizeof(text));
+		write_text(level, ctx, ts, text);
+	}
 }

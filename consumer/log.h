@@ -7,6 +7,7 @@
 #define FC_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
@@ -30,6 +31,13 @@ bool log_enabled(enum log_level level);
 /* Writes one line; ctx may be NULL. Thread-safe (one write(2) per line). */
 void log_write(enum log_level level, const struct log_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Copies in to out (size bytes, always terminated, cut at a character
+ * boundary) with every byte that is not part of valid UTF-8 replaced by
+ * U+FFFD. Returns the length written.
+ */
+size_t log_utf8_clean(const char *in, char *out, size_t size);
 
 #define log_debug(...) log_write(LOG_DEBUG, NULL, __VA_ARGS__)
 #define log_info(...)  log_write(LOG_INFO, NULL, __VA_ARGS__)

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 #include "consumer.h"
+#include "http.h"
 #include "kconf.h"
 #include "log.h"
 #include "migrate.h"
@@ -121,7 +122,69 @@ static int cmd_triggers(const struct config *cfg)
 	return EXIT_SUCCESS;
 }
 
-static int cmd_run(const struct config *cfg)
+/* What the http probes and the scrape-time collector of run read. */
+struct run_state {
+	struct metrics *metrics; /* NULL when http.port is 0 */
+	struct http_opts http_opts;
+	int64_t liveness_timeout_ms;
+	struct consumer *c;
+	struct publisher *pub;
+	struct http *http;
+	struct metric_family *sent, *failed, *backlog, *oldest;
+};
+
+static bool probe_live(void *arg, char *detail, size_t detail_size)
+{
+	struct run_state *rs = arg;
+
+	return consumer_live(rs->c, rs->liveness_timeout_ms, detail, detail_size);
+}
+
+static bool probe_ready(void *arg, char *detail, size_t detail_size)
+{
+	struct run_state *rs = arg;
+
+	return consumer_ready(rs->c, detail, detail_size);
+}
+
+/* The publisher keeps its own counters; they are read at each scrape. */
+static void collect_publisher(void *arg)
+{
+	struct run_state *rs = arg;
+	struct publisher_stats s;
+
+	if (rs->pub == NULL)
+		return;
+	publisher_stats(rs->pub, &s);
+	metric_set(rs->sent, NULL, (double)s.sent);
+	metric_set(rs->failed, NULL, (double)s.failed);
+	if (s.backlog >= 0)
+		metric_set(rs->backlog, NULL, (double)s.backlog);
+	metric_set(rs->oldest, NULL, (double)s.oldest_unsent_age_s);
+}
+
+static int run_metrics_setup(struct run_state *rs)
+{
+	struct metrics *m = rs->metrics;
+
+	rs->sent = metrics_counter(m, "feedback_recovery_triggers_sent_total",
+	                           "Recovery triggers acknowledged by the broker.", NULL);
+	rs->failed = metrics_counter(m, "feedback_recovery_publish_failures_total",
+	                             "Recovery trigger produce attempts that failed; the rows "
+	                             "stay queued.",
+	                             NULL);
+	rs->backlog = metrics_gauge(m, "feedback_recovery_outbox_backlog",
+	                            "Unsent recovery triggers in the outbox.", NULL);
+	rs->oldest = metrics_gauge(m, "feedback_recovery_outbox_oldest_age_seconds",
+	                           "Age of the oldest unsent recovery trigger; 0 when none.", NULL);
+	if (!rs->sent || !rs->failed || !rs->backlog || !rs->oldest)
+		return -1;
+	if (metrics_add_process(m) != 0 || metrics_on_collect(m, collect_publisher, rs) != 0)
+		return -1;
+	return 0;
+}
+
+static int run_service(const struct config *cfg, struct run_state *rs)
 {
 	static const char *const topic_keys[CHANNEL_MAX] = {"topic.sms", "topic.email",
 	                                                    "topic.phone", "topic.social"};
@@ -176,7 +239,11 @@ static int cmd_run(const struct config *cfg)
 
 	for (int t = 0; t < CHANNEL_MAX; t++)
 		opts.topics[t] = config_get(cfg, topic_keys[t]);
+	opts.metrics = rs->metrics;
 	cconf = kconf_new(cfg, KCONF_CONSUMER, errstr, sizeof(errstr));
+	/* The consumer lag gauges come from librdkafka's statistics. */
+	if (cconf && rs->metrics && config_get(cfg, "kafka.statistics.interval.ms")[0] == '\0')
+		rd_kafka_conf_set(cconf, "statistics.interval.ms", "5000", errstr, sizeof(errstr));
 	if (cconf)
 		pconf = kconf_new(cfg, KCONF_PRODUCER, errstr, sizeof(errstr));
 	if (pconf && opts.recovery)
@@ -219,12 +286,55 @@ static int cmd_run(const struct config *cfg)
 		consumer_destroy(c);
 		return EXIT_FAILURE;
 	}
+	rs->c = c;
+	rs->pub = pub;
+	if (rs->metrics) {
+		rs->http = http_new(&rs->http_opts, errstr, sizeof(errstr));
+		if (rs->http == NULL) {
+			log_error("%s", errstr);
+			publisher_stop = 1;
+			publisher_destroy(pub);
+			consumer_destroy(c);
+			return EXIT_FAILURE;
+		}
+	}
 	if (consumer_run(c, &stop) == 0)
 		rc = EXIT_SUCCESS;
+	http_destroy(rs->http);
+	rs->http = NULL;
 	/* The publisher stops last, so the triggers of the final batch go out. */
 	publisher_stop = 1;
 	publisher_destroy(pub);
 	consumer_destroy(c);
+	return rc;
+}
+
+static int cmd_run(const struct config *cfg)
+{
+	struct run_state rs = {
+	    .liveness_timeout_ms = config_get_int(cfg, "http.liveness.timeout"),
+	    .http_opts =
+	        {
+	            .bind = config_get(cfg, "http.bind"),
+	            .port = (int)config_get_int(cfg, "http.port"),
+	            .live = probe_live,
+	            .ready = probe_ready,
+	        },
+	};
+	int rc;
+
+	rs.http_opts.arg = &rs;
+	if (rs.http_opts.port != 0) {
+		rs.metrics = metrics_new();
+		if (rs.metrics == NULL || run_metrics_setup(&rs) != 0) {
+			log_error("out of memory setting up the metrics");
+			metrics_destroy(rs.metrics);
+			return EXIT_FAILURE;
+		}
+		rs.http_opts.metrics = rs.metrics;
+	}
+	rc = run_service(cfg, &rs);
+	metrics_destroy(rs.metrics);
 	return rc;
 }
 

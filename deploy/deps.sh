@@ -9,7 +9,7 @@ set -euo pipefail
 PACKAGES="build-essential cmake pkg-config clang-format librdkafka-dev libprotobuf-c-dev
 yamllint python3-yaml python3-jsonschema
 protobuf-c-compiler libprotobuf-dev libpq-dev libcmocka-dev libjansson-dev postgresql-15
-postgresql-common kcat"
+postgresql-common kcat libmicrohttpd-dev prometheus curl"
 
 missing=()
 for pkg in $PACKAGES; do

@@ -1,0 +1,153 @@
+#include "http.h"
+
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* Enough for Prometheus and the kubelet; a flood of connections waits in the kernel backlog. */
+enum { HTTP_MAX_CONNECTIONS = 16, HTTP_IDLE_TIMEOUT_S = 10 };
+
+struct http {
+	const struct http_opts *opts;
+	struct MHD_Daemon *daemon;
+};
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
+                             char *body, size_t len, bool owned)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(
+	    len, body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	if (resp == NULL) {
+		if (owned)
+			free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *text)
+{
+	return reply(conn, status, "text/plain; charset=utf-8", (char *)text, strlen(text), false);
+}
+
+static enum MHD_Result reply_probe(struct MHD_Connection *conn, http_probe_fn probe, void *arg)
+{
+	char detail[256] = "ok";
+	bool healthy = probe ? probe(arg, detail, sizeof(detail)) : true;
+	char *body;
+	int n;
+
+	n = asprintf(&body, "%s\n", detail);
+	if (n < 0)
+		return MHD_NO;
+	return reply(conn, healthy ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+	             "text/plain; charset=utf-8", body, (size_t)n, true);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+	struct http *h = cls;
+	const struct http_opts *o = h->opts;
+
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	(void)req_cls;
+	if (strcmp(url, "/metrics") != 0 && strcmp(url, "/healthz") != 0 &&
+	    strcmp(url, "/readyz") != 0)
+		return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found\n");
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+	if (strcmp(url, "/healthz") == 0)
+		return reply_probe(conn, o->live, o->arg);
+	if (strcmp(url, "/readyz") == 0)
+		return reply_probe(conn, o->ready, o->arg);
+
+	size_t len = 0;
+	char *text = o->metrics ? metrics_render(o->metrics, &len) : strdup("");
+
+	if (text == NULL)
+		return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+	return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len,
+	             true);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	log_warn("http: %s", msg);
+}
+
+struct http *http_new(const struct http_opts *opts, char *errstr, size_t errstr_size)
+{
+	struct http *h = NULL;
+	struct sockaddr_storage ss;
+	unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, opts->bind, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		ss.ss_family = AF_INET;
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)opts->port);
+	} else if (inet_pton(AF_INET6, opts->bind, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		ss.ss_family = AF_INET6;
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)opts->port);
+		flags |= MHD_USE_IPv6;
+	} else {
+		snprintf(errstr, errstr_size, "'http.bind' must be an IP address, got '%s'",
+		         opts->bind);
+		return NULL;
+	}
+	h = calloc(1, sizeof(*h));
+	if (h == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	h->opts = opts;
+	h->daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
+	                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
+	                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
+	                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+	if (h->daemon == NULL) {
+		snprintf(errstr, errstr_size,
+		         "cannot serve http on '%s' port %d (address in use or not permitted)",
+		         opts->bind, opts->port);
+		free(h);
+		return NULL;
+	}
+	log_info("serving /metrics, /healthz and /readyz on %s port %d", opts->bind, opts->port);
+	return h;
+}
+
+void http_destroy(struct http *h)
+{
+	if (h == NULL)
+		return;
+	MHD_stop_daemon(h->daemon);
+	free(h);
+}

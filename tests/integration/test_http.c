@@ -1,0 +1,502 @@
+/*
+ * The operations endpoint of the real binary: probes before and after
+ * PostgreSQL is reachable, exact counters after a fixed set of messages,
+ * the scrape checked by promtool, and a real Prometheus server scraping it.
+ */
+#include "fixture.h"
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+enum { CSAT = 1 };
+
+/* Children a failed test leaves behind; the teardown kills them. */
+static pid_t consumer_pid, prometheus_pid;
+
+static int kill_children(void **state)
+{
+	(void)state;
+	if (consumer_pid > 0)
+		fx_consumer_stop(consumer_pid, SIGKILL, 10000);
+	if (prometheus_pid > 0) {
+		kill(prometheus_pid, SIGKILL);
+		waitpid(prometheus_pid, NULL, 0);
+	}
+	consumer_pid = prometheus_pid = 0;
+	return 0;
+}
+
+/* A TCP port of 127.0.0.1 that nothing listens on right now. */
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+		fail_msg("finding a free port: %s", strerror(errno));
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+struct http_reply {
+	int status; /* 0: no connection */
+	char *body; /* malloc'd */
+};
+
+/* One HTTP/1.0 request to 127.0.0.1:port; the server closes after the reply. */
+static struct http_reply http_request(int port, const char *method, const char *path)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct http_reply r = {0, NULL};
+	char req[1024];
+	size_t len = 0, cap = 8192;
+	char *buf = NULL;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		fail_msg("socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return r;
+	}
+	snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", method, path);
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
+		fail_msg("sending a request: %s", strerror(errno));
+	buf = malloc(cap);
+	for (;;) {
+		ssize_t n;
+
+		if (len + 1 >= cap)
+			buf = realloc(buf, cap *= 2);
+		n = read(fd, buf + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	if (sscanf(buf, "HTTP/1.%*d %d", &r.status) != 1)
+		r.status = 0;
+	char *body = strstr(buf, "\r\n\r\n");
+	r.body = strdup(body ? body + 4 : "");
+	free(buf);
+	return r;
+}
+
+/* The status of GET path, the body dropped. */
+static int http_status(int port, const char *path)
+{
+	struct http_reply r = http_request(port, "GET", path);
+
+	free(r.body);
+	return r.status;
+}
+
+/* Waits until GET path answers status; fails after timeout_ms. */
+static void wait_status(int port, const char *path, int status, int timeout_ms)
+{
+	int got = 0;
+
+	for (int waited = 0; waited <= timeout_ms; waited += 100) {
+		if ((got = http_status(port, path)) == status)
+			return;
+		usleep(100000);
+	}
+	fail_msg("GET %s answered %d, expected %d", path, got, status);
+}
+
+/* The value of the sample line "name{labels} value" in a scrape; fails when absent. */
+static double sample(const char *text, const char *series)
+{
+	char needle[512];
+	const char *p;
+
+	snprintf(needle, sizeof(needle), "\n%s ", series);
+	p = strstr(text, needle);
+	if (p == NULL)
+		fail_msg("no sample %s in the scrape", series);
+	return strtod(p + strlen(needle), NULL);
+}
+
+static bool has_sample(const char *text, const char *series)
+{
+	char needle[512];
+
+	snprintf(needle, sizeof(needle), "\n%s ", series);
+	return strstr(text, needle) != NULL;
+}
+
+static void test_probes_before_postgresql(void **state)
+{
+	struct fx_kafka k;
+	char a_port[64], a_db[128], log_path[] = "/tmp/fc-http-log-XXXXXX";
+	int port = free_port(), db_port = free_port(), fd;
+	/* librdkafka's configuration dump goes to the log at debug level: never the password. */
+	const char *extra[] = {a_port,
+	                       a_db,
+	                       "--log.level=debug",
+	                       "--kafka.debug=conf",
+	                       "--kafka.security.protocol=SASL_PLAINTEXT",
+	                       "--kafka.sasl.mechanisms=PLAIN",
+	                       "--kafka.sasl.username=fc",
+	                       "--kafka.sasl.password=pw-Zq81-never-logged",
+	                       NULL};
+	struct http_reply r;
+	char cmd[256];
+	pid_t pid;
+
+	(void)state;
+	fx_kafka_start(&k, 1);
+	snprintf(a_port, sizeof(a_port), "--http.port=%d", port);
+	/* Nothing listens there: the consumer waits for postgresql, retrying. */
+	snprintf(a_db, sizeof(a_db), "--database.url=postgresql://fc@127.0.0.1:%d/fc", db_port);
+	fd = mkstemp(log_path);
+	assert_true(fd >= 0);
+	close(fd);
+	consumer_pid = pid =
+	    fx_consumer_start_logged(&k, "fc_unreachable", "g-probe", extra, log_path);
+	wait_status(port, "/healthz", 200, 30000);
+
+	r = http_request(port, "GET", "/readyz");
+	assert_int_equal(r.status, 503);
+	assert_non_null(strstr(r.body, "not ready"));
+	free(r.body);
+	/* Waiting out an outage is progress: restarting would not help. */
+	assert_int_equal(http_status(port, "/healthz"), 200);
+
+	r = http_request(port, "GET", "/metrics");
+	assert_int_equal(r.status, 200);
+	assert_true(sample(r.body, "feedback_ready") == 0);
+	assert_true(sample(r.body, "feedback_events_total{channel=\"sms\",outcome=\"accepted\"}") ==
+	            0);
+	free(r.body);
+
+	assert_int_equal(http_status(port, "/"), 404);
+	assert_int_equal(http_status(port, "/metrics/x"), 404);
+	r = http_request(port, "POST", "/metrics");
+	assert_int_equal(r.status, 405);
+	free(r.body);
+	r = http_request(port, "HEAD", "/healthz");
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, ""); /* HEAD: headers only */
+	free(r.body);
+
+	consumer_pid = 0;
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 10000), 0);
+	fx_kafka_stop(&k);
+
+	/* The dump was logged (so the check below can fail), redacted, and no line names the value.
+	 */
+	snprintf(cmd, sizeof(cmd), "grep -q 'sasl.password = ' '%s'", log_path);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "grep -q 'pw-Zq81-never-logged' '%s'", log_path);
+	assert_int_not_equal(system(cmd), 0);
+	unlink(log_path);
+}
+
+/*
+ * The fixed set, 11 messages, per channel (topic, partition):
+ *   sms:    s1 (0), s2 (1), s1 again (2), "not protobuf" (3)
+ *           -> accepted 2, duplicate 1, dead_lettered 1 (decode_error)
+ *   email:  m1, a CSAT 1 (0), a CSAT 6 on 1-5 (1)
+ *           -> accepted 1, dead_lettered 1 (invalid_score); m1 is the one negative
+ *   phone:  p1 (0), p1 again (1), an event saying it is sms (2)
+ *           -> accepted 1, duplicate 1, dead_lettered 1 (channel_mismatch)
+ *   social: o1 (0), o2 (1) -> accepted 2
+ */
+static const struct fx_event s1 = {
+    .id = "h-sms-1", .at = "2026-11-20T10:00:00", .r = {{CSAT, 5, 0, 0, false}}, .n_ratings = 1};
+static const struct fx_event s2 = {
+    .id = "h-sms-2", .at = "2026-11-20T10:01:00", .r = {{CSAT, 4, 0, 0, false}}, .n_ratings = 1};
+static const struct fx_event m1 = {.id = "h-email-1",
+                                   .at = "2026-11-20T10:02:00",
+                                   .customer = "cust-neg",
+                                   .r = {{CSAT, 1, 0, 0, false}},
+                                   .n_ratings = 1};
+static const struct fx_event m_bad = {.id = "h-email-bad",
+                                      .at = "2026-11-20T10:02:00",
+                                      .r = {{CSAT, 6, 0, 0, false}},
+                                      .n_ratings = 1};
+static const struct fx_event p1 = {.id = "h-phone-1", .at = "2026-11-20T10:03:00", .outcome = 1};
+static const struct fx_event p_bad = {
+    .id = "h-phone-bad", .at = "2026-11-20T10:03:00", .channel = 1, .outcome = 1};
+static const struct fx_event o1 = {
+    .id = "h-social-1", .at = "2026-11-20T10:04:00", .r = {{CSAT, 5, 0, 0, false}}, .n_ratings = 1};
+static const struct fx_event o2 = {
+    .id = "h-social-2", .at = "2026-11-20T10:05:00", .r = {{CSAT, 3, 0, 0, false}}, .n_ratings = 1};
+
+#define FIXED_MESSAGES 11
+
+static void produce_fixed_set(struct fx_kafka *k)
+{
+	static const struct {
+		int topic;
+		int32_t partition;
+		const struct fx_event *e;
+	} set[] = {
+	    {0, 0, &s1}, {0, 1, &s2}, {0, 2, &s1},    {1, 0, &m1}, {1, 1, &m_bad},
+	    {2, 0, &p1}, {2, 1, &p1}, {2, 2, &p_bad}, {3, 0, &o1}, {3, 1, &o2},
+	};
+	uint8_t buf[1024];
+
+	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++) {
+		size_t len = fx_pack(set[i].e, buf, sizeof(buf));
+
+		fx_produce(k, fx_topics[set[i].topic], set[i].partition, "k", buf, len);
+	}
+	fx_produce(k, fx_topics[0], 3, "k", "not protobuf", 12);
+	fx_flush(k);
+}
+
+/* Expected feedback_events_total, by channel and outcome, from the table above. */
+static const struct {
+	const char *channel, *outcome;
+	double value;
+} expected_events[] = {
+    {"sms", "accepted", 2},    {"sms", "duplicate", 1},    {"sms", "dead_lettered", 1},
+    {"email", "accepted", 1},  {"email", "duplicate", 0},  {"email", "dead_lettered", 1},
+    {"phone", "accepted", 1},  {"phone", "duplicate", 1},  {"phone", "dead_lettered", 1},
+    {"social", "accepted", 2}, {"social", "duplicate", 0}, {"social", "dead_lettered", 0},
+};
+
+#define N_EXPECTED (sizeof(expected_events) / sizeof(expected_events[0]))
+
+static void assert_scrape(const char *text)
+{
+	char series[256];
+
+	for (size_t i = 0; i < N_EXPECTED; i++) {
+		snprintf(series, sizeof(series),
+		         "feedback_events_total{channel=\"%s\",outcome=\"%s\"}",
+		         expected_events[i].channel, expected_events[i].outcome);
+		if (sample(text, series) != expected_events[i].value)
+			fail_msg("%s is %g, expected %g", series, sample(text, series),
+			         expected_events[i].value);
+	}
+	assert_true(sample(text, "feedback_dead_letters_total{reason=\"decode_error\"}") == 1);
+	assert_true(sample(text, "feedback_dead_letters_total{reason=\"invalid_score\"}") == 1);
+	assert_true(sample(text, "feedback_dead_letters_total{reason=\"channel_mismatch\"}") == 1);
+	assert_true(sample(text, "feedback_dead_letters_total{reason=\"db_rejected\"}") == 0);
+	assert_true(sample(text, "feedback_dead_letters_total{reason=\"invalid_scale\"}") == 0);
+	/* Every message is in exactly one committed batch, however the batches fell. */
+	assert_true(sample(text, "feedback_batch_events_sum") == FIXED_MESSAGES);
+	assert_true(sample(text, "feedback_batch_events_count") ==
+	            sample(text, "feedback_batches_total"));
+	assert_true(sample(text, "feedback_batches_total") >= 1);
+	/* At least one transaction per batch. */
+	assert_true(sample(text, "feedback_transaction_duration_seconds_count") >=
+	            sample(text, "feedback_batches_total"));
+	assert_true(sample(text, "feedback_recovery_triggers_queued_total") == 1); /* m1 */
+	assert_true(sample(text, "feedback_recovery_suppressed_total") == 0);
+	assert_true(sample(text, "feedback_stale_batches_total") == 0);
+	assert_true(sample(text, "feedback_ready") == 1);
+	assert_true(sample(text, "feedback_rebalances_total") >= 1);
+	assert_true(sample(text, "process_resident_memory_bytes") > 0);
+	assert_true(sample(text, "process_open_fds") > 0);
+}
+
+/* Scrapes until the batch sum reaches the fixed set (counted just after the commit). */
+static char *scrape_settled(int port, const char *until_series, double until_value)
+{
+	for (int waited = 0; waited <= 30000; waited += 100) {
+		struct http_reply r = http_request(port, "GET", "/metrics");
+
+		if (r.status == 200 && has_sample(r.body, until_series) &&
+		    sample(r.body, until_series) == until_value)
+			return r.body;
+		free(r.body);
+		usleep(100000);
+	}
+	fail_msg("%s did not reach %g", until_series, until_value);
+	return NULL;
+}
+
+static void promtool_check(const char *dir, const char *text)
+{
+	char path[512], cmd[1024], out[4096] = "";
+	size_t n = 0;
+	FILE *f, *p;
+	int status;
+
+	snprintf(path, sizeof(path), "%s/scrape.txt", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s' 2>&1", path);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	status = pclose(p);
+	/* promtool prints one line per problem (naming, units, HELP) and exits non-zero. */
+	if (status != 0 || n != 0)
+		fail_msg("promtool check metrics (status %d):\n%s", status, out);
+}
+
+static pid_t prometheus_start(const char *dir, int target_port, int web_port)
+{
+	char config[512], storage[512], logp[512], a_config[600], a_storage[600], a_listen[64];
+	FILE *f;
+	pid_t pid;
+
+	snprintf(config, sizeof(config), "%s/prometheus.yml", dir);
+	snprintf(storage, sizeof(storage), "%s/data", dir);
+	snprintf(logp, sizeof(logp), "%s/prometheus.log", dir);
+	f = fopen(config, "w");
+	assert_non_null(f);
+	fprintf(f,
+	        "global:\n"
+	        "  scrape_interval: 1s\n"
+	        "  evaluation_interval: 1s\n"
+	        "scrape_configs:\n"
+	        "  - job_name: feedback\n"
+	        "    static_configs:\n"
+	        "      - targets: ['127.0.0.1:%d']\n",
+	        target_port);
+	fclose(f);
+	snprintf(a_config, sizeof(a_config), "--config.file=%s", config);
+	snprintf(a_storage, sizeof(a_storage), "--storage.tsdb.path=%s", storage);
+	snprintf(a_listen, sizeof(a_listen), "--web.listen-address=127.0.0.1:%d", web_port);
+	pid = fork();
+	if (pid < 0)
+		fail_msg("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		execl("/usr/bin/prometheus", "prometheus", a_config, a_storage, a_listen,
+		      (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/*
+ * Queries Prometheus for feedback_events_total until every series of the
+ * expected table is there with its value; false after timeout_ms.
+ */
+static bool prometheus_has_counts(int web_port, int timeout_ms, char *last, size_t last_size)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 500) {
+		struct http_reply r =
+		    http_request(web_port, "GET", "/api/v1/query?query=feedback_events_total");
+		json_t *root = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
+		json_t *result = json_object_get(json_object_get(root, "data"), "result");
+		size_t matched = 0, i;
+		json_t *item;
+
+		json_array_foreach(result, i, item)
+		{
+			json_t *metric = json_object_get(item, "metric");
+			const char *ch = json_string_value(json_object_get(metric, "channel"));
+			const char *out = json_string_value(json_object_get(metric, "outcome"));
+			const char *job = json_string_value(json_object_get(metric, "job"));
+			const char *v =
+			    json_string_value(json_array_get(json_object_get(item, "value"), 1));
+
+			for (size_t e = 0; ch && out && v && job && e < N_EXPECTED; e++)
+				if (strcmp(ch, expected_events[e].channel) == 0 &&
+				    strcmp(out, expected_events[e].outcome) == 0 &&
+				    strcmp(job, "feedback") == 0 &&
+				    strtod(v, NULL) == expected_events[e].value)
+					matched++;
+		}
+		snprintf(last, last_size, "status %d, %zu series, %zu as expected: %.300s",
+		         r.status, json_array_size(result), matched, r.body ? r.body : "");
+		if (json_array_size(result) == N_EXPECTED && matched == N_EXPECTED) {
+			json_decref(root);
+			free(r.body);
+			return true;
+		}
+		json_decref(root);
+		free(r.body);
+		usleep(500000);
+	}
+	return false;
+}
+
+static void test_counters_promtool_prometheus(void **state)
+{
+	PGconn *conn = harness_pg_connect();
+	char *schema = harness_fresh_schema(conn, "fc_http");
+	char dir[] = "/tmp/fc-http-XXXXXX", a_port[64], last[512], cmd[600];
+	int port = free_port(), web_port;
+	const char *extra[] = {a_port, NULL};
+	struct fx_kafka k;
+	char *text;
+	pid_t pid, prom;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	fx_migrate(conn, schema);
+	fx_kafka_start(&k, 4);
+	produce_fixed_set(&k);
+	snprintf(a_port, sizeof(a_port), "--http.port=%d", port);
+	consumer_pid = pid = fx_consumer_start(&k, schema, "g-http", extra);
+	fx_wait_offsets(conn, schema, "g-http", FIXED_MESSAGES, 30000);
+	wait_status(port, "/readyz", 200, 30000);
+	assert_int_equal(http_status(port, "/healthz"), 200);
+
+	text = scrape_settled(port, "feedback_batch_events_sum", FIXED_MESSAGES);
+	assert_scrape(text);
+	promtool_check(dir, text);
+	free(text);
+	/* The publisher sends m1's trigger on its own thread; its counter follows. */
+	free(scrape_settled(port, "feedback_recovery_triggers_sent_total", 1));
+
+	web_port = free_port();
+	prometheus_pid = prom = prometheus_start(dir, port, web_port);
+	bool ok = prometheus_has_counts(web_port, 60000, last, sizeof(last));
+	kill(prom, SIGTERM);
+	waitpid(prom, NULL, 0);
+	prometheus_pid = 0;
+	if (!ok) {
+		snprintf(cmd, sizeof(cmd), "tail -20 '%s/prometheus.log' >&2", dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "no prometheus log\n");
+		fail_msg("prometheus never held the expected counters; last answer: %s", last);
+	}
+
+	consumer_pid = 0;
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 10000), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	fx_kafka_stop(&k);
+	harness_drop_schema(conn, schema);
+	free(schema);
+	PQfinish(conn);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(test_probes_before_postgresql, kill_children),
+	    cmocka_unit_test_teardown(test_counters_promtool_prometheus, kill_children),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
