@@ -67,3 +67,17 @@ echo
 echo "== dead letters by reason"
 kcat -b "$bootstrap" -C -t feedback.dlq -e -q -f '%h\n' 2>/dev/null \
   | tr ',' '\n' | sed -n 's/^__connect.errors.exception.class.name=//p' | sort | uniq -c
+
+echo "== recovery triggers on feedback.recovery, decoded (the first 3 of each severity)"
+"$bin" triggers --log.level=warn >"$work/triggers"
+for severity in critical high normal; do
+  awk -v s=" severity=$severity " 'index($0, s) && n++ < 3 { print "   " $0 }' "$work/triggers"
+done
+tail -1 "$work/triggers" | sed 's/^/   /'
+echo "   by severity:"
+sed -n 's/.* severity=\([a-z]*\) .*/\1/p' "$work/triggers" | sort | uniq -c | sed 's/^/   /'
+psql -Atc "SELECT '   outbox: ' || count(*) || ' triggers, ' || count(*) FILTER (WHERE sent_at IS NULL)
+           || ' unsent; negatives suppressed by the cooldown: '
+           || coalesce(sum(suppressed_count), 0)
+              + (SELECT coalesce(sum(suppressed), 0) FROM feedback.recovery_state)
+           FROM feedback.recovery_outbox"
