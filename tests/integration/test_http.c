@@ -467,6 +467,15 @@ static void test_counters_promtool_prometheus(void **state)
 	free(text);
 	/* The publisher sends m1's trigger on its own thread; its counter follows. */
 	free(scrape_settled(port, "feedback_recovery_triggers_sent_total", 1));
+	/*
+	 * librdkafka's statistics (every 5 s) report the lag once offsets are
+	 * committed to Kafka: sms/0 holds one message (offset 0) and its
+	 * committed offset is 1, so its lag is 1 - 1 = 0; phone/2 likewise.
+	 */
+	free(scrape_settled(
+	    port, "feedback_consumer_lag_messages{topic=\"feedback.sms\",partition=\"0\"}", 0));
+	free(scrape_settled(
+	    port, "feedback_consumer_lag_messages{topic=\"feedback.phone\",partition=\"2\"}", 0));
 
 	web_port = free_port();
 	prometheus_pid = prom = prometheus_start(dir, port, web_port);
