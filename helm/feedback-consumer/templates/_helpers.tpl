@@ -1,0 +1,132 @@
+{{/* Name of the release's objects: the release name, plus the chart's unless it contains it. */}}
+{{- define "fc.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fc.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "fc.labels" -}}
+{{ include "fc.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "fc.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "fc.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fc.image" -}}
+{{- $repo := required "image.repository is required" .Values.image.repository -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repo .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Replicas may not exceed the partitions of a topic: more would idle. */}}
+{{- define "fc.maxReplicas" -}}
+{{- $max := .max | int -}}
+{{- $parts := .root.Values.topics.partitions | int -}}
+{{- if gt $max $parts -}}{{ $parts }}{{- else -}}{{ $max }}{{- end -}}
+{{- end -}}
+
+{{/* The restricted Pod Security Standard, for every pod of the chart. */}}
+{{- define "fc.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "fc.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
+PostgreSQL connection of a container: a libpq URL read from a mounted
+Secret key (FEEDBACK_DATABASE_URL_FILE), or libpq's PG* variables with the
+password from the Secret. TLS settings apply to both.
+Arguments: root, secret, urlKey, user, passwordKey.
+*/}}
+{{- define "fc.databaseEnv" -}}
+{{- $db := .root.Values.database -}}
+{{- if .urlKey }}
+- name: FEEDBACK_DATABASE_URL_FILE
+  value: /var/run/secrets/feedback/database/{{ .urlKey }}
+{{- else }}
+- name: PGHOST
+  value: {{ required "database.host is required when database.urlKey is empty" $db.host | quote }}
+- name: PGPORT
+  value: {{ $db.port | quote }}
+- name: PGDATABASE
+  value: {{ $db.name | quote }}
+- name: PGUSER
+  value: {{ .user | quote }}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ .passwordKey }}
+{{- end }}
+- name: PGSSLMODE
+  value: {{ $db.sslmode | quote }}
+{{- if $db.sslRootCert.secretName }}
+- name: PGSSLROOTCERT
+  value: /var/run/secrets/feedback/database-ca/{{ $db.sslRootCert.key }}
+{{- end }}
+- name: FEEDBACK_DATABASE_SCHEMA
+  value: {{ $db.schema | quote }}
+{{- end -}}
+
+{{- define "fc.databaseVolumeMounts" -}}
+{{- if .urlKey }}
+- name: database
+  mountPath: /var/run/secrets/feedback/database
+  readOnly: true
+{{- end }}
+{{- if .root.Values.database.sslRootCert.secretName }}
+- name: database-ca
+  mountPath: /var/run/secrets/feedback/database-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "fc.databaseVolumes" -}}
+{{- if .urlKey }}
+- name: database
+  secret:
+    secretName: {{ .secret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .urlKey }}
+        path: {{ .urlKey }}
+{{- end }}
+{{- if .root.Values.database.sslRootCert.secretName }}
+- name: database-ca
+  secret:
+    secretName: {{ .root.Values.database.sslRootCert.secretName }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
