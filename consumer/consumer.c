@@ -58,6 +58,7 @@ struct consumer {
 	unsigned batch_dead_channel[CHANNEL_MAX];
 	unsigned batch_dead_reason[N_REASONS];
 	bool in_group; /* assigned (possibly nothing) and not lost since */
+	bool assigned_once;
 	unsigned long long exported_db_retries;
 	struct consumer_metrics m;
 	/* Read by the probes on the http thread. */
@@ -485,11 +486,18 @@ static enum flush_result consumer_flush(struct consumer *c)
 
 	if (b->n_msgs == 0)
 		return FLUSH_OK;
+	int64_t t_fill = mono_us(), t_drained;
 	/* A dead letter must be safe in Kafka before its offset moves past it. */
 	if (dlq_drain(c->dlq, c->stop) != 0)
 		r = FLUSH_ABANDONED;
 	else
 		r = consumer_apply(c, 0, b->n_msgs);
+	t_drained = mono_us();
+	if (log_enabled(LOG_DEBUG))
+		log_debug("batch of %zu messages: filled in %lld ms, applied in %lld ms (%s)",
+		          b->n_msgs, (long long)(t_fill - c->batch_started_us) / 1000,
+		          (long long)(t_drained - t_fill) / 1000,
+		          r == FLUSH_OK ? "committed" : "not committed");
 	if (r == FLUSH_OK) {
 		for (size_t i = 0; i < b->n_msgs; i++)
 			if (b->msgs[i].event >= 0)
@@ -571,6 +579,7 @@ static void consumer_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		log_info("assigned %d partitions (%s)", parts->cnt,
 		         cooperative ? "cooperative" : "eager");
 		c->in_group = true;
+		c->assigned_once = true;
 		if (!consumer_position(c, parts))
 			log_warn("assigning without stored offsets: shutting down or the database "
 			         "is unusable");
@@ -606,6 +615,34 @@ static void consumer_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		rd_kafka_error_destroy(error);
 	} else if (aerr) {
 		log_error("rebalance: %s", rd_kafka_err2str(aerr));
+	}
+}
+
+/*
+ * librdkafka before 2.3.0 aborts when a cooperative-sticky member is
+ * destroyed before its first assignment (its issue 4312), which a replica
+ * stopped right after it started would hit. Gives the pending join up to
+ * timeout_ms to finish; what it polls meanwhile is read again by the
+ * partition's next owner, since nothing is committed.
+ */
+static void consumer_await_first_assignment(struct consumer *c, int timeout_ms)
+{
+	char strategy[256];
+	size_t size = sizeof(strategy);
+	int64_t until = mono_us() + (int64_t)timeout_ms * 1000;
+
+	if (c->assigned_once || rd_kafka_version() >= 0x020300ff ||
+	    rd_kafka_conf_get(rd_kafka_conf(c->rk), "partition.assignment.strategy", strategy,
+	                      &size) != RD_KAFKA_CONF_OK ||
+	    strstr(strategy, "cooperative-sticky") == NULL)
+		return;
+	log_info("waiting up to %d ms for the first assignment before leaving the group",
+	         timeout_ms);
+	while (!c->assigned_once && !c->fatal && mono_us() < until) {
+		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, 100);
+
+		if (rkm)
+			rd_kafka_message_destroy(rkm);
 	}
 }
 
@@ -756,6 +793,11 @@ struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t 
 		goto fail;
 	}
 	db_set_recovery(c->db, opts->recovery);
+	if (opts->synchronous_commit &&
+	    db_set_synchronous_commit(c->db, opts->synchronous_commit) != 0) {
+		snprintf(errstr, errstr_size, "out of memory");
+		goto fail;
+	}
 	c->dlq = dlq_new(producer_conf, opts->dlq_topic, errstr, errstr_size);
 	producer_conf = NULL;
 	if (c->dlq == NULL)
@@ -850,6 +892,7 @@ int consumer_run(struct consumer *c, volatile sig_atomic_t *stop)
 	/* Finish the open batch if the database takes it now; otherwise it is read again. */
 	if (!c->fatal && c->b->n_msgs > 0)
 		consumer_flush(c);
+	consumer_await_first_assignment(c, 10000);
 	log_info("leaving the consumer group");
 	c->in_group = false;
 	consumer_publish_health(c);

@@ -21,8 +21,9 @@ struct consumer_opts {
 	const char *schema;
 	int batch_max_events;
 	int batch_linger_ms;
-	bool start_latest;   /* where a partition without a stored offset starts */
-	int db_retry_max_ms; /* cap of the backoff between database attempts */
+	bool start_latest;              /* where a partition without a stored offset starts */
+	int db_retry_max_ms;            /* cap of the backoff between database attempts */
+	const char *synchronous_commit; /* of the ingest transactions */
 	struct kpi_policy policy;
 	const struct rules_policy *recovery; /* NULL: no recovery triggers */
 	struct metrics *metrics;             /* the feedback_* families go here; NULL: none */

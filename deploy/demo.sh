@@ -41,7 +41,7 @@ echo "== producing $events feedback events on four channels"
 total=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$work/produced" | head -1)
 
 echo "== consuming"
-"$bin" run --log.format=text 2>"$work/consumer.log" &
+"$bin" run --log.format=text --http.port=0 2>"$work/consumer.log" &
 consumer=$!
 pids+=("$consumer")
 stored=0

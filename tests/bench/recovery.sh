@@ -50,7 +50,7 @@ bootstrap=$(cat "$work/bootstrap")
 "$bin" migrate --database.schema="$schema" --log.level=warn
 
 "$bin" run --kafka.bootstrap.servers="$bootstrap" --database.schema="$schema" \
-  --log.level=warn ${BENCH_CONSUMER_FLAGS:-} 2>"$work/consumer.log" &
+  --http.port=0 --log.level=warn ${BENCH_CONSUMER_FLAGS:-} 2>"$work/consumer.log" &
 consumer=$!
 pids+=("$consumer")
 
