@@ -287,6 +287,14 @@ static int apply_in_turn(struct world *w, enum pqfault_kind kind, const char *sq
 		pqfault_disarm();
 		assert_non_null(fn);
 		want = expected(kind, fn, for_sqlstate);
+		/*
+		 * A unique violation while COPYing new events into the ledger means
+		 * another replica committed one of them after the look-up: db_apply
+		 * asks for a retry, which finds it. Anywhere else it is a bad row.
+		 */
+		if (kind == PQFAULT_SQLSTATE && strcmp(sqlstate, "23505") == 0 &&
+		    strncmp(errstr, "inserting ledger rows", 21) == 0)
+			want = DB_RETRY;
 		if (st != want)
 			fail_msg("call %d (%s) failing: db_apply said %s, expected %s: %s", n, fn,
 			         db_status_name(st), db_status_name(want), errstr);
@@ -327,9 +335,14 @@ static void test_apply_deadlock(void **state)
 	apply_in_turn(*state, PQFAULT_SQLSTATE, "40P01", DB_RETRY);
 }
 
-static void test_apply_unique_violation(void **state)
+/*
+ * Class 23 by a CHECK constraint. A unique violation (23505) is left out on
+ * purpose: on the ledger it means another replica inserted the same event
+ * id first, which db.c retries.
+ */
+static void test_apply_check_violation(void **state)
 {
-	apply_in_turn(*state, PQFAULT_SQLSTATE, "23505", DB_REJECTED);
+	apply_in_turn(*state, PQFAULT_SQLSTATE, "23514", DB_REJECTED);
 }
 
 static void test_apply_bad_value(void **state)
@@ -493,7 +506,7 @@ int main(void)
 	    cmocka_unit_test(test_apply_client_failure),
 	    cmocka_unit_test(test_apply_serialization_failure),
 	    cmocka_unit_test(test_apply_deadlock),
-	    cmocka_unit_test(test_apply_unique_violation),
+	    cmocka_unit_test(test_apply_check_violation),
 	    cmocka_unit_test(test_apply_bad_value),
 	    cmocka_unit_test(test_apply_missing_table),
 	    cmocka_unit_test(test_apply_admin_shutdown),
