@@ -27,7 +27,7 @@ static const struct config_key keys[] = {
     {"database.schema", CONFIG_STRING, "feedback", 0, 0, NULL, "postgresql schema of every object"},
     {"database.synchronous.commit", CONFIG_ENUM, "off", 0, 0,
      "off|local|remote_write|on|remote_apply",
-     "synchronous_commit of the ingest transactions; off is safe: see README"},
+     "synchronous_commit of ingest transactions (off loses nothing, offsets commit with the data)"},
     {"database.url", CONFIG_STRING, "", 0, 0, NULL,
      "libpq connection string or URI; empty: the PG* variables"},
     {"http.bind", CONFIG_STRING, "0.0.0.0", 0, 0, NULL,

@@ -292,7 +292,7 @@ static int apply_in_turn(struct world *w, enum pqfault_kind kind, const char *sq
 		 * another replica committed one of them after the look-up: db_apply
 		 * asks for a retry, which finds it. Anywhere else it is a bad row.
 		 */
-		if (kind == PQFAULT_SQLSTATE && strcmp(sqlstate, "23505") == 0 &&
+		if (want == DB_REJECTED && strcmp(sqlstate, "23505") == 0 &&
 		    strncmp(errstr, "inserting ledger rows", 21) == 0)
 			want = DB_RETRY;
 		if (st != want)
@@ -335,14 +335,20 @@ static void test_apply_deadlock(void **state)
 	apply_in_turn(*state, PQFAULT_SQLSTATE, "40P01", DB_RETRY);
 }
 
-/*
- * Class 23 by a CHECK constraint. A unique violation (23505) is left out on
- * purpose: on the ledger it means another replica inserted the same event
- * id first, which db.c retries.
- */
+/* Class 23 by a CHECK constraint: the row is bad wherever it fails. */
 static void test_apply_check_violation(void **state)
 {
 	apply_in_turn(*state, PQFAULT_SQLSTATE, "23514", DB_REJECTED);
+}
+
+/*
+ * A unique violation is a bad row, except while new events are COPYed into
+ * the ledger: there it is another replica's commit of the same event id
+ * after the look-up, and apply_in_turn expects a retry.
+ */
+static void test_apply_unique_violation(void **state)
+{
+	apply_in_turn(*state, PQFAULT_SQLSTATE, "23505", DB_REJECTED);
 }
 
 static void test_apply_bad_value(void **state)
@@ -507,6 +513,7 @@ int main(void)
 	    cmocka_unit_test(test_apply_serialization_failure),
 	    cmocka_unit_test(test_apply_deadlock),
 	    cmocka_unit_test(test_apply_check_violation),
+	    cmocka_unit_test(test_apply_unique_violation),
 	    cmocka_unit_test(test_apply_bad_value),
 	    cmocka_unit_test(test_apply_missing_table),
 	    cmocka_unit_test(test_apply_admin_shutdown),
