@@ -73,6 +73,8 @@ static const struct config_key keys[] = {
     {"rules.csat.bottom.k", CONFIG_INT, "0", 0, 5, NULL,
      "negative CSAT: bottom-k box; 0: the scale's own k"},
     {"rules.nps.detractor.max", CONFIG_INT, "6", 0, 9, NULL, "negative NPS: 0 to this"},
+    {"shutdown.timeout", CONFIG_DURATION, "30s", 1000, DAY_MS, NULL,
+     "after a stop signal, exit even if kafka has not answered by then"},
     {"sla.seconds", CONFIG_INT, "90", 1, 86400, NULL, "service level: answered within T"},
     {"topic.dlq", CONFIG_STRING, "feedback.dlq", 0, 0, NULL, "dead-letter topic"},
     {"topic.email", CONFIG_STRING, "feedback.email", 0, 0, NULL, "email feedback topic"},

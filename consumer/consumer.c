@@ -646,6 +646,44 @@ static void consumer_await_first_assignment(struct consumer *c, int timeout_ms)
 	}
 }
 
+/*
+ * Leaves the group, serving the final rebalance, for up to timeout_ms:
+ * rd_kafka_consumer_close() waits as long as the group coordinator does
+ * not answer, and a replica must stop within its grace period even when
+ * Kafka is gone. The partitions are then freed by the session timeout.
+ */
+static void consumer_close(struct consumer *c, int timeout_ms)
+{
+	rd_kafka_queue_t *rkqu = rd_kafka_queue_new(c->rk);
+	rd_kafka_error_t *error = rd_kafka_consumer_close_queue(c->rk, rkqu);
+	int64_t until = mono_us() + (int64_t)timeout_ms * 1000;
+
+	if (error) {
+		log_warn("closing the consumer: %s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		rd_kafka_queue_destroy(rkqu);
+		return;
+	}
+	/* Events, not callbacks: serving ops through the callback API here aborts
+	 * librdkafka 2.0 when an error op arrives on this queue. */
+	while (!rd_kafka_consumer_closed(c->rk) && mono_us() < until) {
+		rd_kafka_event_t *ev = rd_kafka_queue_poll(rkqu, 100);
+
+		if (ev == NULL)
+			continue;
+		if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+			consumer_rebalance(c->rk, rd_kafka_event_error(ev),
+			                   rd_kafka_event_topic_partition_list(ev), c);
+		else if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_ERROR)
+			log_debug("while closing: %s", rd_kafka_event_error_string(ev));
+		rd_kafka_event_destroy(ev);
+	}
+	if (!rd_kafka_consumer_closed(c->rk))
+		log_warn("the group coordinator did not answer within %d ms; leaving without it",
+		         timeout_ms);
+	rd_kafka_queue_destroy(rkqu);
+}
+
 static void consumer_report(struct consumer *c, bool force)
 {
 	int64_t now = mono_us();
@@ -896,9 +934,7 @@ int consumer_run(struct consumer *c, volatile sig_atomic_t *stop)
 	log_info("leaving the consumer group");
 	c->in_group = false;
 	consumer_publish_health(c);
-	err = rd_kafka_consumer_close(c->rk);
-	if (err)
-		log_warn("closing the consumer: %s", rd_kafka_err2str(err));
+	consumer_close(c, 10000);
 	consumer_release_held(c);
 	consumer_report(c, true);
 	return rc;
@@ -913,8 +949,9 @@ void consumer_destroy(struct consumer *c)
 {
 	if (c == NULL)
 		return;
+	/* consumer_run() closed it already, or gave up waiting for the coordinator. */
 	if (c->rk)
-		rd_kafka_destroy(c->rk);
+		rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	dlq_destroy(c->dlq);
 	if (c->b)
 		consumer_release_held(c);

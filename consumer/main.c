@@ -13,7 +13,10 @@
 #include "report.h"
 #include "triggerread.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +28,96 @@ enum { EXIT_USAGE = 2 };
 
 static volatile sig_atomic_t stop;
 
+/*
+ * The shutdown watchdog. A clean stop finishes the open batch, leaves the
+ * group and sends the last triggers; but leaving the group waits on the
+ * group coordinator, and librdkafka can wait for it much longer than a
+ * grace period when Kafka is gone. Everything that counts is committed in
+ * PostgreSQL (offsets, aggregates, the trigger outbox), so past
+ * shutdown.timeout the process exits without waiting; a second signal
+ * exits at once.
+ */
+static struct {
+	sem_t wake; /* posted by each signal, and once by a finished shutdown */
+	volatile sig_atomic_t signals;
+	volatile sig_atomic_t finished;
+	int64_t timeout_ms;
+	pthread_t thread;
+	bool running;
+} watchdog;
+
 static void on_signal(int sig)
 {
+	int saved = errno;
+
 	(void)sig;
 	stop = 1;
+	if (watchdog.signals < 2)
+		watchdog.signals++;
+	if (watchdog.running)
+		sem_post(&watchdog.wake); /* async-signal-safe */
+	errno = saved;
+}
+
+static void *watchdog_main(void *arg)
+{
+	struct timespec deadline;
+
+	(void)arg;
+	while (sem_wait(&watchdog.wake) != 0)
+		; /* EINTR */
+	if (watchdog.finished)
+		return NULL;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += watchdog.timeout_ms / 1000;
+	deadline.tv_nsec += (watchdog.timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	for (;;) {
+		if (sem_timedwait(&watchdog.wake, &deadline) == 0) {
+			if (watchdog.finished)
+				return NULL;
+			log_warn("second stop signal; exiting now, the state is in postgresql");
+			_exit(EXIT_FAILURE);
+		}
+		if (errno == ETIMEDOUT)
+			break;
+	}
+	if (watchdog.finished)
+		return NULL;
+	log_warn("shutdown did not finish within shutdown.timeout (%lld ms); exiting now, "
+	         "the state is in postgresql",
+	         (long long)watchdog.timeout_ms);
+	_exit(EXIT_SUCCESS);
+}
+
+static int watchdog_start(int64_t timeout_ms)
+{
+	watchdog.timeout_ms = timeout_ms;
+	if (sem_init(&watchdog.wake, 0, 0) != 0)
+		return -1;
+	watchdog.running = true; /* before the thread: a signal in between still counts */
+	if (pthread_create(&watchdog.thread, NULL, watchdog_main, NULL) != 0) {
+		watchdog.running = false;
+		sem_destroy(&watchdog.wake);
+		return -1;
+	}
+	return 0;
+}
+
+static void watchdog_stop(void)
+{
+	if (!watchdog.running)
+		return;
+	watchdog.finished = 1;
+	sem_post(&watchdog.wake);
+	pthread_join(watchdog.thread, NULL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	watchdog.running = false;
+	sem_destroy(&watchdog.wake);
 }
 
 static void usage(FILE *out)
@@ -275,6 +364,12 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 		return EXIT_FAILURE;
 	}
 
+	if (watchdog_start(config_get_int(cfg, "shutdown.timeout")) != 0) {
+		log_error("cannot start the shutdown watchdog: %s", strerror(errno));
+		publisher_destroy(pub);
+		consumer_destroy(c);
+		return EXIT_FAILURE;
+	}
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -283,6 +378,7 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 
 	if (pub && publisher_start(pub, &publisher_stop, errstr, sizeof(errstr)) != 0) {
 		log_error("%s", errstr);
+		watchdog_stop();
 		publisher_destroy(pub);
 		consumer_destroy(c);
 		return EXIT_FAILURE;
@@ -293,6 +389,7 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 		rs->http = http_new(&rs->http_opts, errstr, sizeof(errstr));
 		if (rs->http == NULL) {
 			log_error("%s", errstr);
+			watchdog_stop();
 			publisher_stop = 1;
 			publisher_destroy(pub);
 			consumer_destroy(c);
@@ -307,6 +404,7 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 	publisher_stop = 1;
 	publisher_destroy(pub);
 	consumer_destroy(c);
+	watchdog_stop();
 	return rc;
 }
 

@@ -389,6 +389,8 @@ void publisher_destroy(struct publisher *p)
 	pub_disconnect(p);
 	if (p->rk) {
 		rd_kafka_flush(p->rk, 5000);
+		/* Unacknowledged rows stay unsent in the outbox: nothing to wait for. */
+		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 		rd_kafka_destroy(p->rk);
 	}
 	PQfreemem(p->channel);

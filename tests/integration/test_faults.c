@@ -405,6 +405,74 @@ static void test_sigint_with_backlog(void **state)
 	stop_with_backlog(*state, SIGINT, "g-int");
 }
 
+/*
+ * Kafka stops answering mid-stream (every response delayed 10 minutes), then
+ * a stop signal: the consumer can neither leave its group nor commit to
+ * Kafka, and librdkafka would wait for the coordinator far beyond any grace
+ * period. What counts is already in PostgreSQL, so it exits on its own after
+ * shutdown.timeout; a second signal exits at once. Returns the elapsed ms
+ * from the first signal to the exit, and the exit status in *rc.
+ */
+static int64_t stop_with_kafka_silent(struct world *w, const char *group, bool twice,
+                                      const char *log, int *rc)
+{
+	struct fx_kafka k;
+	struct fx_gen gen;
+	char *schema = harness_fresh_schema(w->conn, "fc_silent");
+	const char *const extra[] = {"--batch.max.events=50", "--shutdown.timeout=3s", NULL};
+	int64_t t0, ms;
+
+	fx_kafka_start(&k, 4);
+	fx_feedgen(&k, "--count 5000 --seed 5", &gen);
+	assert_int_equal(gen.events, 5000);
+	fx_migrate(w->conn, schema);
+	pid_t pid = track(fx_consumer_start_logged(&k, schema, group, extra, log));
+	wait_offsets_above(w->conn, schema, group, 0, 120000);
+	assert_int_equal(rd_kafka_mock_broker_set_rtt(mockcluster_handle(k.mc), 1, 600000),
+	                 RD_KAFKA_RESP_ERR_NO_ERROR);
+	t0 = mono_ms();
+	if (twice) {
+		assert_int_equal(kill(pid, SIGTERM), 0);
+		usleep(300 * 1000);
+	}
+	*rc = fx_consumer_stop(pid, SIGTERM, 30000);
+	ms = mono_ms() - t0;
+	fx_kafka_stop(&k);
+	harness_drop_schema(w->conn, schema);
+	free(schema);
+	return ms;
+}
+
+static void test_sigterm_with_kafka_silent(void **state)
+{
+	char log[] = "/tmp/fc-silent-XXXXXX";
+	int rc;
+
+	temp_log(log);
+	int64_t ms = stop_with_kafka_silent(*state, "g-silent", false, log, &rc);
+	print_message("exit %d %lld ms after SIGTERM\n", rc, (long long)ms);
+	assert_int_equal(rc, 0);
+	/* shutdown.timeout is 3 s; 10 s leaves room for a slow machine. */
+	assert_in_range(ms, 3000, 10000);
+	assert_true(log_has(log, "shutdown did not finish within shutdown.timeout (3000 ms)"));
+	unlink(log);
+}
+
+static void test_second_signal_exits_at_once(void **state)
+{
+	char log[] = "/tmp/fc-twice-XXXXXX";
+	int rc;
+
+	temp_log(log);
+	int64_t ms = stop_with_kafka_silent(*state, "g-twice", true, log, &rc);
+	print_message("exit %d %lld ms after the first SIGTERM\n", rc, (long long)ms);
+	assert_int_equal(rc, 1);
+	assert_in_range(ms, 300, 2999);
+	assert_true(log_has(log, "second stop signal"));
+	assert_false(log_has(log, "shutdown did not finish"));
+	unlink(log);
+}
+
 /* Runs FC_BIN with args and env; returns the exit status and the elapsed time. */
 static int run_bin(const char *const *args, const char *env, const char *log, int64_t *ms)
 {
@@ -671,6 +739,8 @@ int main(void)
 	    cmocka_unit_test(test_database_rejects_one_row),
 	    cmocka_unit_test(test_sigterm_with_backlog),
 	    cmocka_unit_test(test_sigint_with_backlog),
+	    cmocka_unit_test(test_sigterm_with_kafka_silent),
+	    cmocka_unit_test(test_second_signal_exits_at_once),
 	    cmocka_unit_test(test_dead_letter_topic_not_writable),
 	    cmocka_unit_test(test_stale_replica),
 	    cmocka_unit_test(test_postgres_restart_mid_stream),
