@@ -27,6 +27,7 @@ struct db {
 	struct rules_policy policy;
 	struct arena scratch; /* packed triggers of the current transaction */
 	struct db_tx_stats last;
+	int lookup_batches; /* batches left that look event ids up before the COPY */
 };
 
 #define AGG_COLUMNS                                                                                \
@@ -201,6 +202,11 @@ void db_set_recovery(struct db *db, const struct rules_policy *p)
 const struct db_tx_stats *db_last_tx(const struct db *db)
 {
 	return &db->last;
+}
+
+void db_look_up_first(struct db *db, int batches)
+{
+	db->lookup_batches = batches;
 }
 
 struct pg_conn *db_conn(struct db *db)
@@ -405,12 +411,29 @@ static void buf_opt_text(struct db *db, const char *s)
 		buf_null(db);
 }
 
+/* Decimal digits by hand: snprintf was the largest cost of building a batch. */
 static void buf_int(struct db *db, int64_t v)
 {
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
+	char tmp[24], *p = tmp + sizeof(tmp);
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 
-	buf_raw(db, tmp, (size_t)n);
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	buf_raw(db, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+/* Writes v as exactly width digits (v >= 0, below 10^width). */
+static char *put_digits(char *p, int v, int width)
+{
+	for (int i = width - 1; i >= 0; i--) {
+		p[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return p + width;
 }
 
 /* An instant as an ISO timestamp with explicit UTC offset. */
@@ -419,8 +442,7 @@ static void buf_time(struct db *db, int64_t us)
 	int64_t secs = us / 1000000, frac = us % 1000000;
 	time_t t;
 	struct tm tm;
-	char tmp[48];
-	int n;
+	char tmp[48], *p = tmp;
 
 	if (frac < 0) {
 		frac += 1000000;
@@ -428,9 +450,30 @@ static void buf_time(struct db *db, int64_t us)
 	}
 	t = (time_t)secs;
 	gmtime_r(&t, &tm);
-	n = snprintf(tmp, sizeof(tmp), "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900,
-	             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
-	buf_raw(db, tmp, (size_t)n);
+	if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) {
+		/* Outside what validation lets through; kept exact all the same. */
+		int n = snprintf(tmp, sizeof(tmp), "%04d-%02d-%02d %02d:%02d:%02d.%06d+00",
+		                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		                 tm.tm_min, tm.tm_sec, (int)frac);
+		buf_raw(db, tmp, (size_t)n);
+		return;
+	}
+	p = put_digits(p, tm.tm_year + 1900, 4);
+	*p++ = '-';
+	p = put_digits(p, tm.tm_mon + 1, 2);
+	*p++ = '-';
+	p = put_digits(p, tm.tm_mday, 2);
+	*p++ = ' ';
+	p = put_digits(p, tm.tm_hour, 2);
+	*p++ = ':';
+	p = put_digits(p, tm.tm_min, 2);
+	*p++ = ':';
+	p = put_digits(p, tm.tm_sec, 2);
+	*p++ = '.';
+	p = put_digits(p, (int)frac, 6);
+	memcpy(p, "+00", 3);
+	p += 3;
+	buf_raw(db, tmp, (size_t)(p - tmp));
 }
 
 static void buf_rating(struct db *db, const struct rating *r, bool with_scale)
@@ -668,6 +711,33 @@ out:
  * straight into it: COPY inserts many rows per call, where INSERT ... ON
  * CONFLICT pays per row, and the look-up costs only index reads.
  */
+/*
+ * The ledger rows of the events of [from, to) not marked is_new = false,
+ * COPYed into the ledger. Returns the status of the COPY.
+ */
+static enum db_status db_copy_ledger(struct db *db, struct batch *b, size_t from, size_t to,
+                                     char *errstr, size_t errstr_size)
+{
+	db->len = 0;
+	for (size_t i = from; i < to; i++) {
+		const struct batch_msg *m = &b->msgs[i];
+
+		if (m->event >= 0 && b->events[m->event].is_new)
+			buf_ledger_row(db, m, &b->events[m->event]);
+	}
+	return db_copy(db, "COPY ledger (" LEDGER_COLUMNS ") FROM STDIN", "inserting ledger rows",
+	               errstr, errstr_size);
+}
+
+/*
+ * Inserts the events of [from, to) that the ledger does not hold yet, and
+ * marks them is_new. First optimistically: one COPY of every event under a
+ * savepoint, which succeeds unless one of them is a duplicate. On a unique
+ * violation it rolls back to the savepoint, looks the ids up, and COPYs the
+ * new ones. Measured, the optimistic COPY wins even when a quarter of the
+ * batches hold a duplicate: the look-up costs about as much as the COPY,
+ * and a failing COPY stops at its first duplicate.
+ */
 static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t from, size_t to,
                                        size_t *n_new, char *errstr, size_t errstr_size)
 {
@@ -676,25 +746,48 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 	size_t rows = 0;
 
 	*n_new = 0;
+	for (size_t i = from; i < to; i++)
+		if (b->msgs[i].event >= 0) {
+			b->events[b->msgs[i].event].is_new = true;
+			rows++;
+		}
+	if (rows == 0)
+		return DB_OK;
+
+	if (db->lookup_batches > 0) {
+		db->lookup_batches--;
+	} else {
+		st = db_exec(db, "SAVEPOINT fc_ledger", "setting a savepoint", errstr, errstr_size);
+		if (st != DB_OK)
+			return st;
+		st = db_copy_ledger(db, b, from, to, errstr, errstr_size);
+		if (st == DB_OK) {
+			*n_new = rows;
+			return db_exec(db, "RELEASE SAVEPOINT fc_ledger", "releasing a savepoint",
+			               errstr, errstr_size);
+		}
+		if (st != DB_REJECTED || strcmp(db->sqlstate, "23505") != 0)
+			return st;
+		st = db_exec(db, "ROLLBACK TO SAVEPOINT fc_ledger", "rolling back to a savepoint",
+		             errstr, errstr_size);
+		if (st != DB_OK)
+			return st;
+	}
+
+	db->last.looked_up = true;
 	db->len = 0;
 	for (size_t i = from; i < to; i++) {
 		const struct batch_msg *m = &b->msgs[i];
-		struct batch_event *be;
 
 		if (m->event < 0)
 			continue;
-		be = &b->events[m->event];
-		be->is_new = true;
-		buf_text(db, be->ev.event_id);
+		buf_text(db, b->events[m->event].ev.event_id);
 		buf_sep(db, '\t');
-		buf_time(db, be->ev.occurred_at_us);
+		buf_time(db, b->events[m->event].ev.occurred_at_us);
 		buf_sep(db, '\t');
 		buf_int(db, m->event);
 		buf_sep(db, '\n');
-		rows++;
 	}
-	if (rows == 0)
-		return DB_OK;
 	st = db_copy(db, "COPY fc_stage_keys FROM STDIN", "staging event ids", errstr, errstr_size);
 	if (st != DB_OK)
 		return st;
@@ -711,15 +804,7 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 	}
 	if (rows == 0)
 		goto out;
-	db->len = 0;
-	for (size_t i = from; i < to; i++) {
-		const struct batch_msg *m = &b->msgs[i];
-
-		if (m->event >= 0 && b->events[m->event].is_new)
-			buf_ledger_row(db, m, &b->events[m->event]);
-	}
-	st = db_copy(db, "COPY ledger (" LEDGER_COLUMNS ") FROM STDIN", "inserting ledger rows",
-	             errstr, errstr_size);
+	st = db_copy_ledger(db, b, from, to, errstr, errstr_size);
 	/*
 	 * Another consumer committed one of these ids after the look-up (two
 	 * replicas racing after a rebalance): the retry finds it there.

@@ -37,6 +37,7 @@ struct db_tx_stats {
 	size_t accepted;   /* new events (the rest were duplicates) */
 	size_t triggers;   /* recovery triggers queued in the outbox */
 	size_t suppressed; /* negatives the cooldown kept from triggering */
+	bool looked_up;    /* the event ids were looked up in the ledger first */
 };
 
 /*
@@ -47,6 +48,13 @@ struct db_tx_stats {
 void db_set_recovery(struct db *db, const struct rules_policy *p);
 
 const struct db_tx_stats *db_last_tx(const struct db *db);
+
+/*
+ * The next `batches` db_apply calls look their event ids up in the ledger
+ * before inserting, rather than trying one optimistic COPY first (the path
+ * a batch with duplicates takes). 0: optimistic again. For tests.
+ */
+void db_look_up_first(struct db *db, int batches);
 
 /*
  * The synchronous_commit of the connection's transactions (value copied;
