@@ -75,10 +75,20 @@ static const char sql_recovery_lock[] =
     "suppressed FROM recovery_state WHERE customer_id = ANY($1::text[]) "
     "ORDER BY customer_id COLLATE \"C\" FOR UPDATE";
 
+/*
+ * Every row exists and is locked by now. An upsert probes the primary key
+ * row by row, where UPDATE ... FROM the never-analysed stage table is
+ * planned as a hash join over the whole recovery_state, whose cost grows
+ * with the number of customers ever seen.
+ */
 static const char sql_recovery_store[] =
-    "UPDATE recovery_state s SET negatives = t.negatives, suppressed = t.suppressed, "
-    "last_trigger_at = timestamptz 'epoch' + t.last_trigger_us * interval '1 microsecond', "
-    "updated_at = now() FROM fc_stage_recovery t WHERE s.customer_id = t.customer_id";
+    "INSERT INTO recovery_state AS s (customer_id, negatives, last_trigger_at, suppressed, "
+    "updated_at) SELECT customer_id, negatives, "
+    "timestamptz 'epoch' + last_trigger_us * interval '1 microsecond', suppressed, now() "
+    "FROM fc_stage_recovery ORDER BY customer_id COLLATE \"C\" "
+    "ON CONFLICT (customer_id) DO UPDATE SET negatives = excluded.negatives, "
+    "suppressed = excluded.suppressed, last_trigger_at = excluded.last_trigger_at, "
+    "updated_at = excluded.updated_at";
 
 static const char sql_outbox[] =
     "INSERT INTO recovery_outbox (" OUTBOX_COLUMNS ") SELECT " OUTBOX_COLUMNS

@@ -485,12 +485,79 @@ static void test_broker_refuses_then_recovers(void **state)
 	PQfinish(conn);
 }
 
+/*
+ * The recovery state of every customer ever seen stays in one table, which
+ * grows without bound; a batch must touch only its own customers' rows.
+ * With 20,000 customers already known (and analysed), the stream's four
+ * negative customers are locked, read and stored by index: no sequential
+ * scan reads a row of recovery_state.
+ */
+/*
+ * Waits until the statistics show want rows inserted into recovery_state
+ * (a backend reports its counters at exit at the latest); returns the
+ * number of its rows read by sequential scans.
+ */
+static long long wait_state_inserts(PGconn *conn, const char *schema, long long want)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+	         "SELECT n_tup_ins FROM pg_stat_user_tables "
+	         "WHERE schemaname = '%s' AND relname = 'recovery_state'",
+	         schema);
+	wait_int(conn, sql, want, 10000);
+	snprintf(sql, sizeof(sql),
+	         "SELECT seq_tup_read FROM pg_stat_user_tables "
+	         "WHERE schemaname = '%s' AND relname = 'recovery_state'",
+	         schema);
+	return harness_query_int(conn, sql);
+}
+
+static void test_state_lookups_use_the_index(void **state)
+{
+	PGconn *conn = harness_pg_connect();
+	PGconn *setup = harness_pg_connect();
+	char *schema = harness_fresh_schema(conn, "fc_recovery_scan");
+	char sql[512];
+	long long read_before, read_after;
+	struct fx_kafka k;
+	pid_t pid;
+
+	(void)state;
+	fx_migrate(conn, schema);
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO \"%s\".recovery_state (customer_id) "
+	         "SELECT 'known-' || g FROM generate_series(1, 20000) g; "
+	         "ANALYZE \"%s\".recovery_state",
+	         schema, schema);
+	harness_exec(setup, sql);
+	PQfinish(setup);
+	read_before = wait_state_inserts(conn, schema, 20000);
+
+	fx_kafka_start(&k, PARTITIONS);
+	produce(&k, stream, VALID_MESSAGES);
+	pid = fx_consumer_start(&k, schema, "g-scan", NULL);
+	fx_wait_offsets(conn, schema, "g-scan", VALID_MESSAGES, 60000);
+	wait_all_sent(conn, schema, 60000);
+	assert_int_equal(outbox_count(conn, schema, false), N_EXPECTED_STREAM);
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 20000), 0);
+	/* The new customers cust-a, cust-b, cust-c and cust-g. */
+	read_after = wait_state_inserts(conn, schema, 20004);
+	assert_int_equal(read_after, read_before);
+
+	fx_kafka_stop(&k);
+	harness_drop_schema(conn, schema);
+	free(schema);
+	PQfinish(conn);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_fixed_stream),
 	    cmocka_unit_test(test_sigkill_before_ack),
 	    cmocka_unit_test(test_broker_refuses_then_recovers),
+	    cmocka_unit_test(test_state_lookups_use_the_index),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
