@@ -1348,8 +1348,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "feedgen: stopped by %s after %" PRIu64 " of %" PRIu64 " events\n",
 		        strsignal(stop_signal), c.events, o.count);
 
-	/* Every queued message ends in a delivery report, at the latest after message.timeout.ms.
+	/*
+	 * Every queued message ends in a delivery report, at the latest after
+	 * message.timeout.ms. A stopped run gives the broker a few seconds, then
+	 * purges: its broker is often stopped with it.
 	 */
+	if (stop_signal) {
+		rd_kafka_flush(rk, 3000);
+		rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	}
 	while (rd_kafka_outq_len(rk) > 0)
 		rd_kafka_flush(rk, 1000);
 
