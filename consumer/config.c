@@ -19,7 +19,7 @@ struct config_key {
 #define DAY_MS (86400LL * 1000)
 
 static const struct config_key keys[] = {
-    {"batch.linger", CONFIG_DURATION, "100ms", 0, 60000, NULL,
+    {"batch.linger", CONFIG_DURATION, "20ms", 0, 60000, NULL,
      "longest wait to fill a batch after its first message"},
     {"batch.max.events", CONFIG_INT, "5000", 1, 1000000, NULL, "messages per transaction"},
     {"database.retry.max", CONFIG_DURATION, "30s", 100, DAY_MS, NULL,

@@ -171,11 +171,16 @@ rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char 
 	 * librdkafka prefetches up to 64 MiB by default; the batch, not the
 	 * prefetch, is what keeps the database busy, and a few MiB ahead of it
 	 * are enough (measured: the same throughput at a third of the memory).
+	 * A negative rating waits for the fetch that brings it: with the
+	 * default fetch.wait.max.ms of 500 ms, the recovery benchmark measured
+	 * 400 ms from produce to transaction at the median, 45 ms with 20 ms.
 	 * Set before the user's kafka.* keys, which may override them.
 	 */
 	if (role == KCONF_CONSUMER &&
 	    (rd_kafka_conf_set(kb.conf, "queued.max.messages.kbytes", "4096", errstr,
 	                       errstr_size) != RD_KAFKA_CONF_OK ||
+	     rd_kafka_conf_set(kb.conf, "fetch.wait.max.ms", "20", errstr, errstr_size) !=
+	         RD_KAFKA_CONF_OK ||
 	     rd_kafka_conf_set(kb.conf, "fetch.max.bytes", "4194304", errstr, errstr_size) !=
 	         RD_KAFKA_CONF_OK ||
 	     rd_kafka_conf_set(kb.conf, "max.partition.fetch.bytes", "262144", errstr,

@@ -122,7 +122,7 @@ static void test_defaults(void **state)
 	(void)state;
 	assert_string_equal(config_get(cfg, "batch.max.events"), "5000");
 	assert_int_equal(config_get_int(cfg, "batch.max.events"), 5000);
-	assert_int_equal(config_get_int(cfg, "batch.linger"), 100);
+	assert_int_equal(config_get_int(cfg, "batch.linger"), 20);
 	assert_int_equal(config_get_int(cfg, "database.retry.max"), 30000);
 	assert_string_equal(config_get(cfg, "database.schema"), "feedback");
 	assert_string_equal(config_get(cfg, "database.url"), "");
@@ -148,7 +148,7 @@ static void test_defaults(void **state)
 	/* An undeclared kafka.* key is simply unset. */
 	assert_string_equal(config_get(cfg, "kafka.sasl.mechanism"), "");
 	assert_string_equal(printed_line("log.level"), "log.level = info  # default");
-	assert_string_equal(printed_line("batch.linger"), "batch.linger = 100ms  # default");
+	assert_string_equal(printed_line("batch.linger"), "batch.linger = 20ms  # default");
 }
 
 /* log.level from each source in turn: flag > env > file > default. */
@@ -716,7 +716,7 @@ static void test_print_redacts_secrets(void **state)
 	char *all = printed();
 	assert_no_secret(all);
 	/* Every line is "key = value  # source", in key order. */
-	assert_non_null(strstr(all, "batch.linger = 100ms  # default\n"
+	assert_non_null(strstr(all, "batch.linger = 20ms  # default\n"
 	                            "batch.max.events = 5000  # default\n"));
 	free(all);
 }

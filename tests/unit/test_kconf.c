@@ -1,0 +1,80 @@
+/*
+ * The librdkafka configurations built from the kafka.* settings: the
+ * consumer's own defaults, and the user's keys winning over them.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "kconf.h"
+
+/* The value of property name in conf. */
+static const char *property(rd_kafka_conf_t *conf, const char *name)
+{
+	static char value[256];
+	size_t size = sizeof(value);
+
+	assert_int_equal(rd_kafka_conf_get(conf, name, value, &size), RD_KAFKA_CONF_OK);
+	return value;
+}
+
+static rd_kafka_conf_t *build(struct config *cfg, enum kconf_role role)
+{
+	char errstr[512] = "";
+	rd_kafka_conf_t *conf = kconf_new(cfg, role, errstr, sizeof(errstr));
+
+	if (conf == NULL)
+		fail_msg("kconf_new: %s", errstr);
+	return conf;
+}
+
+/* A negative rating waits at most 20 ms for its fetch; 4 MiB are prefetched. */
+static void test_consumer_defaults(void **state)
+{
+	struct config *cfg = config_new();
+	rd_kafka_conf_t *conf;
+
+	(void)state;
+	assert_non_null(cfg);
+	conf = build(cfg, KCONF_CONSUMER);
+	assert_string_equal(property(conf, "fetch.wait.max.ms"), "20");
+	assert_string_equal(property(conf, "queued.max.messages.kbytes"), "4096");
+	assert_string_equal(property(conf, "fetch.max.bytes"), "4194304");
+	assert_string_equal(property(conf, "max.partition.fetch.bytes"), "262144");
+	rd_kafka_conf_destroy(conf);
+	config_destroy(cfg);
+}
+
+static void test_user_keys_win(void **state)
+{
+	char err[512];
+	struct config *cfg = config_new();
+	rd_kafka_conf_t *conf;
+
+	(void)state;
+	assert_non_null(cfg);
+	assert_int_equal(
+	    config_set(cfg, "kafka.fetch.wait.max.ms", "500", CONFIG_SRC_ENV, err, sizeof(err)), 0);
+	assert_int_equal(config_set(cfg, "kafka.queued.max.messages.kbytes", "65536",
+	                            CONFIG_SRC_FLAG, err, sizeof(err)),
+	                 0);
+	conf = build(cfg, KCONF_CONSUMER);
+	assert_string_equal(property(conf, "fetch.wait.max.ms"), "500");
+	assert_string_equal(property(conf, "queued.max.messages.kbytes"), "65536");
+	rd_kafka_conf_destroy(conf);
+	config_destroy(cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_consumer_defaults),
+	    cmocka_unit_test(test_user_keys_win),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
