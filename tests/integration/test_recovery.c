@@ -486,13 +486,6 @@ static void test_broker_refuses_then_recovers(void **state)
 }
 
 /*
- * The recovery state of every customer ever seen stays in one table, which
- * grows without bound; a batch must touch only its own customers' rows.
- * With 20,000 customers already known (and analysed), the stream's four
- * negative customers are locked, read and stored by index: no sequential
- * scan reads a row of recovery_state.
- */
-/*
  * Waits until the statistics show want rows inserted into recovery_state
  * (a backend reports its counters at exit at the latest); returns the
  * number of its rows read by sequential scans.
@@ -513,6 +506,13 @@ static long long wait_state_inserts(PGconn *conn, const char *schema, long long 
 	return harness_query_int(conn, sql);
 }
 
+/*
+ * The recovery state of every customer ever seen stays in one table, which
+ * grows without bound; a batch must touch only its own customers' rows.
+ * With 20,000 customers already known (and analysed), the stream's four
+ * negative customers are locked, read and stored by index: no sequential
+ * scan reads a row of recovery_state.
+ */
 static void test_state_lookups_use_the_index(void **state)
 {
 	PGconn *conn = harness_pg_connect();
