@@ -54,6 +54,8 @@ struct consumer {
 	struct consumer_stats stats;
 	int64_t next_report_us;
 	int64_t next_maintain_us;
+	int64_t next_db_check_us; /* idle: when to check the connection next */
+	int db_check_step;        /* backoff of idle reconnection attempts */
 	/* Dead letters of the open batch by channel and reason, counted when it commits. */
 	unsigned batch_dead_channel[CHANNEL_MAX];
 	unsigned batch_dead_reason[N_REASONS];
@@ -128,6 +130,12 @@ static void consumer_publish_health(struct consumer *c)
 		metric_set(c->m.ready, NULL, ready);
 }
 
+/* Waiting for the dead-letter topic is progress too: a restart would not help. */
+static void consumer_alive(void *arg)
+{
+	consumer_publish_health(arg);
+}
+
 /* Sleeps up to ms in short steps; false when stop was requested. */
 static bool backoff_sleep(struct consumer *c, int ms)
 {
@@ -170,6 +178,50 @@ static void consumer_db_maintain(struct consumer *c)
 	if (db_maintain(c->db, errstr, sizeof(errstr)) != DB_OK)
 		log_warn("%s", errstr);
 	c->next_maintain_us = mono_us() + 3600LL * 1000000;
+}
+
+/*
+ * While no batch is open, readiness would otherwise keep the answer of the
+ * last transaction however long ago: check the connection now and then,
+ * and try to bring it back without blocking the poll loop.
+ */
+static void consumer_db_check(struct consumer *c)
+{
+	char errstr[512];
+	int64_t now = mono_us();
+	enum db_status st;
+
+	if (now < c->next_db_check_us)
+		return;
+	if (c->db_up) {
+		st = db_ping(c->db, errstr, sizeof(errstr));
+		if (st == DB_OK) {
+			c->next_db_check_us = now + c->opts->db_check_interval_ms * 1000LL;
+			return;
+		}
+		log_warn("%s; not ready until postgresql answers", errstr);
+		c->db_up = false;
+		c->db_check_step = 0;
+	}
+	st = db_connect(c->db, errstr, sizeof(errstr));
+	if (st == DB_OK) {
+		c->db_up = true;
+		c->db_check_step = 0;
+		c->next_db_check_us = mono_us() + c->opts->db_check_interval_ms * 1000LL;
+		log_info("connected to postgresql again, schema \"%s\"", c->opts->schema);
+		consumer_db_maintain(c);
+		return;
+	}
+	if (st == DB_FATAL) {
+		log_error("%s", errstr);
+		c->fatal = true;
+		return;
+	}
+	int ms = backoff_next(c, &c->db_check_step);
+
+	log_warn("%s; retrying in %d ms", errstr, ms);
+	c->stats.db_retries++;
+	c->next_db_check_us = mono_us() + ms * 1000LL;
 }
 
 /* Brings the database connection up, retrying until it works or stop. */
@@ -308,7 +360,7 @@ static bool consumer_reject(struct consumer *c, size_t i, const char *why)
 		c->fatal = true;
 		return false;
 	}
-	if (dlq_drain(c->dlq, c->stop) != 0)
+	if (dlq_drain(c->dlq, c->stop, consumer_alive, c) != 0)
 		return false;
 	c->b->msgs[i].event = -1;
 	c->batch_dead++;
@@ -340,6 +392,7 @@ static enum flush_result consumer_apply(struct consumer *c, size_t from, size_t 
 		metric_observe(c->m.tx_seconds, NULL, (double)(mono_us() - tx_started_us) / 1e6);
 		switch (st) {
 		case DB_OK:
+			c->next_db_check_us = mono_us() + c->opts->db_check_interval_ms * 1000LL;
 			c->stats.triggers += db_last_tx(c->db)->triggers;
 			c->stats.suppressed += db_last_tx(c->db)->suppressed;
 			metric_add(c->m.triggers, NULL, (double)db_last_tx(c->db)->triggers);
@@ -488,7 +541,7 @@ static enum flush_result consumer_flush(struct consumer *c)
 		return FLUSH_OK;
 	int64_t t_fill = mono_us(), t_drained;
 	/* A dead letter must be safe in Kafka before its offset moves past it. */
-	if (dlq_drain(c->dlq, c->stop) != 0)
+	if (dlq_drain(c->dlq, c->stop, consumer_alive, c) != 0)
 		r = FLUSH_ABANDONED;
 	else
 		r = consumer_apply(c, 0, b->n_msgs);
@@ -922,6 +975,8 @@ int consumer_run(struct consumer *c, volatile sig_atomic_t *stop)
 				break;
 		}
 		consumer_report(c, false);
+		if (c->b->n_msgs == 0 && c->assigned_once)
+			consumer_db_check(c);
 		if (c->db_up && c->b->n_msgs == 0 && mono_us() >= c->next_maintain_us)
 			consumer_db_maintain(c);
 	}

@@ -23,6 +23,7 @@ struct consumer_opts {
 	int batch_linger_ms;
 	bool start_latest;              /* where a partition without a stored offset starts */
 	int db_retry_max_ms;            /* cap of the backoff between database attempts */
+	int db_check_interval_ms;       /* idle: how often the connection is checked */
 	const char *synchronous_commit; /* of the ingest transactions */
 	struct kpi_policy policy;
 	const struct rules_policy *recovery; /* NULL: no recovery triggers */

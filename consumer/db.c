@@ -326,6 +326,15 @@ enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
 	return st;
 }
 
+enum db_status db_ping(struct db *db, char *errstr, size_t errstr_size)
+{
+	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
+		snprintf(errstr, errstr_size, "not connected to postgresql");
+		return DB_RECONNECT;
+	}
+	return db_exec(db, "SELECT 1", "checking the connection", errstr, errstr_size);
+}
+
 enum db_status db_maintain(struct db *db, char *errstr, size_t errstr_size)
 {
 	/* CASE evaluates the lock first; the transaction of the statement holds it. */

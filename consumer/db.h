@@ -71,6 +71,12 @@ enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size);
 struct pg_conn *db_conn(struct db *db);
 
 /*
+ * A round trip to the server: DB_OK when it answers, DB_RECONNECT when the
+ * connection is gone. What readiness stands on when no batch is committed.
+ */
+enum db_status db_ping(struct db *db, char *errstr, size_t errstr_size);
+
+/*
  * Creates the monthly ledger partitions from last month to two months
  * ahead where missing. Only one replica does it at a time; the others skip
  * (advisory lock), so it is safe to call on every connect and hourly.

@@ -194,7 +194,7 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop)
+int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop, void (*waiting)(void *arg), void *arg)
 {
 	int backoff_ms = 100;
 
@@ -202,6 +202,8 @@ int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop)
 		rd_kafka_flush(d->rk, 100);
 		if (d->outstanding == 0)
 			return 0;
+		if (waiting)
+			waiting(arg);
 		if (d->failed) {
 			struct dlq_record *list = d->failed;
 
@@ -213,6 +215,8 @@ int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop)
 				if (*stop)
 					return -1;
 				sleep_ms(100);
+				if (waiting)
+					waiting(arg);
 			}
 			backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
 			d->failed = NULL;

@@ -29,9 +29,11 @@ int dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason, c
 
 /*
  * Waits until every queued dead letter was acknowledged, re-sending failed
- * ones with backoff. Returns 0, or -1 when *stop was set first.
+ * ones with backoff. Calls waiting(arg) (unless NULL) at least every 100 ms
+ * while it waits, so the caller can tell its probes it is alive. Returns 0,
+ * or -1 when *stop was set first.
  */
-int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop);
+int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop, void (*waiting)(void *arg), void *arg);
 
 /* Dead letters queued and not yet acknowledged. */
 size_t dlq_pending(const struct dlq *d);

@@ -286,6 +286,7 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 	    .batch_linger_ms = (int)config_get_int(cfg, "batch.linger"),
 	    .start_latest = strcmp(config_get(cfg, "offset.reset"), "latest") == 0,
 	    .db_retry_max_ms = (int)config_get_int(cfg, "database.retry.max"),
+	    .db_check_interval_ms = (int)config_get_int(cfg, "database.check.interval"),
 	    .synchronous_commit = config_get(cfg, "database.synchronous.commit"),
 	    .policy =
 	        {

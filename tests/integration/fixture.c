@@ -4,14 +4,17 @@
 #include "harness.h"
 #include "migrate.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -385,4 +388,78 @@ long long fx_log_consumed(const char *log_path)
 	}
 	fclose(f);
 	return consumed;
+}
+
+int fx_free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+		fail_msg("finding a free port: %s", strerror(errno));
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+struct fx_http_reply fx_http_request(int port, const char *method, const char *path)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct fx_http_reply r = {0, NULL};
+	char req[1024];
+	size_t len = 0, cap = 8192;
+	char *buf = NULL;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		fail_msg("socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return r;
+	}
+	snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", method, path);
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
+		fail_msg("sending a request: %s", strerror(errno));
+	buf = malloc(cap);
+	for (;;) {
+		ssize_t n;
+
+		if (len + 1 >= cap)
+			buf = realloc(buf, cap *= 2);
+		n = read(fd, buf + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	if (sscanf(buf, "HTTP/1.%*d %d", &r.status) != 1)
+		r.status = 0;
+	char *body = strstr(buf, "\r\n\r\n");
+	r.body = strdup(body ? body + 4 : "");
+	free(buf);
+	return r;
+}
+
+int fx_http_status(int port, const char *path)
+{
+	struct fx_http_reply r = fx_http_request(port, "GET", path);
+
+	free(r.body);
+	return r.status;
+}
+
+void fx_wait_status(int port, const char *path, int status, int timeout_ms)
+{
+	int got = 0;
+
+	for (int waited = 0; waited <= timeout_ms; waited += 100) {
+		if ((got = fx_http_status(port, path)) == status)
+			return;
+		usleep(100000);
+	}
+	fail_msg("GET %s answered %d, expected %d", path, got, status);
 }

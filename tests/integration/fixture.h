@@ -94,4 +94,19 @@ long long fx_schema_diff(PGconn *conn, const char *a, const char *b);
 /* Applies the migrations to schema. */
 void fx_migrate(PGconn *conn, const char *schema);
 
+/* A TCP port of 127.0.0.1 that nothing listens on right now. */
+int fx_free_port(void);
+
+struct fx_http_reply {
+	int status; /* 0: no connection */
+	char *body; /* malloc'd */
+};
+
+/* One HTTP/1.0 request to 127.0.0.1:port; the server closes after the reply. */
+struct fx_http_reply fx_http_request(int port, const char *method, const char *path);
+/* The status of GET path, the body dropped. */
+int fx_http_status(int port, const char *path);
+/* Waits until GET path answers status; fails after timeout_ms. */
+void fx_wait_status(int port, const char *path, int status, int timeout_ms);
+
 #endif

@@ -365,6 +365,83 @@ static void test_postgres_down_at_start(void **state)
 	free(schema);
 }
 
+/* One valid CSAT event of feedback.sms, partition 0, with id id. */
+static void produce_one(struct fx_kafka *k, const char *id)
+{
+	const struct fx_event e = {
+	    .id = id, .at = "2026-11-20T10:00:00", .r = {{1, 5, 0, 0, false}}, .n_ratings = 1};
+	uint8_t buf[512];
+	size_t len = fx_pack(&e, buf, sizeof(buf));
+
+	fx_produce(k, fx_topics[0], 0, id, buf, len);
+	fx_flush(k);
+}
+
+/*
+ * The probes follow what happens, not what last happened: a transaction
+ * stuck on a lock stalls the loop and /healthz fails until it moves again;
+ * PostgreSQL going away while the consumer is idle makes /readyz fail
+ * (while /healthz stays up: a restart would not bring the database back),
+ * and its return makes it ready again without any new message.
+ */
+static void test_probes_follow_postgres(void **state)
+{
+	struct world *w = *state;
+	struct fx_kafka k;
+	char *schema = harness_fresh_schema(w->conn, "fc_prb");
+	char log[] = "/tmp/fc-prb-XXXXXX", a_port[32], lock[256];
+	int port = fx_free_port();
+	const char *const extra[] = {a_port, "--database.check.interval=300ms",
+	                             "--database.retry.max=1s", "--http.liveness.timeout=1s", NULL};
+	struct fx_http_reply r;
+	PGconn *locker = NULL;
+
+	snprintf(a_port, sizeof(a_port), "--http.port=%d", port);
+	temp_log(log);
+	fx_migrate(w->conn, schema);
+	fx_kafka_start(&k, 1);
+	pid_t pid = track(fx_consumer_start_logged(&k, schema, "g-prb", extra, log));
+	produce_one(&k, "prb-1");
+	fx_wait_offsets(w->conn, schema, "g-prb", 1, 60000);
+	fx_wait_status(port, "/readyz", 200, 30000);
+	assert_int_equal(fx_http_status(port, "/healthz"), 200);
+
+	/* The next batch waits for a lock the test holds: no progress. */
+	locker = harness_pg_connect();
+	snprintf(lock, sizeof(lock), "BEGIN; LOCK TABLE \"%s\".consumer_offsets IN EXCLUSIVE MODE",
+	         schema);
+	harness_exec(locker, lock);
+	produce_one(&k, "prb-2");
+	fx_wait_status(port, "/healthz", 503, 30000);
+	r = fx_http_request(port, "GET", "/healthz");
+	assert_non_null(strstr(r.body, "no progress"));
+	free(r.body);
+	harness_exec(locker, "ROLLBACK");
+	PQfinish(locker);
+	fx_wait_offsets(w->conn, schema, "g-prb", 2, 30000);
+	fx_wait_status(port, "/healthz", 200, 10000);
+	assert_int_equal(fx_http_status(port, "/readyz"), 200);
+
+	/* Idle, and the database goes away: not ready, still alive. */
+	pg_cluster(w, "stop");
+	fx_wait_status(port, "/readyz", 503, 30000);
+	assert_int_equal(fx_http_status(port, "/healthz"), 200);
+	assert_true(log_has(log, "not ready until postgresql answers"));
+	pg_cluster(w, "start");
+	pg_reconnect(w);
+	fx_wait_status(port, "/readyz", 200, 30000);
+	assert_true(log_has(log, "connected to postgresql again"));
+	produce_one(&k, "prb-3");
+	fx_wait_offsets(w->conn, schema, "g-prb", 3, 60000);
+	assert_int_equal(ledger_rows(w->conn, schema), 3);
+
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 30000), 0);
+	fx_kafka_stop(&k);
+	unlink(log);
+	harness_drop_schema(w->conn, schema);
+	free(schema);
+}
+
 /* A stop signal with a backlog: exit 0 at once, and a restart finishes the work. */
 static void stop_with_backlog(struct world *w, int sig, const char *group)
 {
@@ -745,6 +822,7 @@ int main(void)
 	    cmocka_unit_test(test_stale_replica),
 	    cmocka_unit_test(test_postgres_restart_mid_stream),
 	    cmocka_unit_test(test_postgres_down_at_start),
+	    cmocka_unit_test(test_probes_follow_postgres),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

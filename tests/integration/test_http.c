@@ -6,11 +6,9 @@
 #include "fixture.h"
 #include "harness.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,89 +37,6 @@ static int kill_children(void **state)
 	}
 	consumer_pid = prometheus_pid = 0;
 	return 0;
-}
-
-/* A TCP port of 127.0.0.1 that nothing listens on right now. */
-static int free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-		fail_msg("finding a free port: %s", strerror(errno));
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
-struct http_reply {
-	int status; /* 0: no connection */
-	char *body; /* malloc'd */
-};
-
-/* One HTTP/1.0 request to 127.0.0.1:port; the server closes after the reply. */
-static struct http_reply http_request(int port, const char *method, const char *path)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-	                         .sin_port = htons((uint16_t)port),
-	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct http_reply r = {0, NULL};
-	char req[1024];
-	size_t len = 0, cap = 8192;
-	char *buf = NULL;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (fd < 0)
-		fail_msg("socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		close(fd);
-		return r;
-	}
-	snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", method, path);
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
-		fail_msg("sending a request: %s", strerror(errno));
-	buf = malloc(cap);
-	for (;;) {
-		ssize_t n;
-
-		if (len + 1 >= cap)
-			buf = realloc(buf, cap *= 2);
-		n = read(fd, buf + len, cap - len - 1);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
-	if (sscanf(buf, "HTTP/1.%*d %d", &r.status) != 1)
-		r.status = 0;
-	char *body = strstr(buf, "\r\n\r\n");
-	r.body = strdup(body ? body + 4 : "");
-	free(buf);
-	return r;
-}
-
-/* The status of GET path, the body dropped. */
-static int http_status(int port, const char *path)
-{
-	struct http_reply r = http_request(port, "GET", path);
-
-	free(r.body);
-	return r.status;
-}
-
-/* Waits until GET path answers status; fails after timeout_ms. */
-static void wait_status(int port, const char *path, int status, int timeout_ms)
-{
-	int got = 0;
-
-	for (int waited = 0; waited <= timeout_ms; waited += 100) {
-		if ((got = http_status(port, path)) == status)
-			return;
-		usleep(100000);
-	}
-	fail_msg("GET %s answered %d, expected %d", path, got, status);
 }
 
 /* The value of the sample line "name{labels} value" in a scrape; fails when absent. */
@@ -150,7 +64,7 @@ static void test_probes_before_postgresql(void **state)
 {
 	struct fx_kafka k;
 	char a_port[64], a_db[128], log_path[] = "/tmp/fc-http-log-XXXXXX";
-	int port = free_port(), db_port = free_port(), fd;
+	int port = fx_free_port(), db_port = fx_free_port(), fd;
 	/* librdkafka's configuration dump goes to the log at debug level: never the password. */
 	const char *extra[] = {a_port,
 	                       a_db,
@@ -161,7 +75,7 @@ static void test_probes_before_postgresql(void **state)
 	                       "--kafka.sasl.username=fc",
 	                       "--kafka.sasl.password=pw-Zq81-never-logged",
 	                       NULL};
-	struct http_reply r;
+	struct fx_http_reply r;
 	char cmd[256];
 	pid_t pid;
 
@@ -175,28 +89,28 @@ static void test_probes_before_postgresql(void **state)
 	close(fd);
 	consumer_pid = pid =
 	    fx_consumer_start_logged(&k, "fc_unreachable", "g-probe", extra, log_path);
-	wait_status(port, "/healthz", 200, 30000);
+	fx_wait_status(port, "/healthz", 200, 30000);
 
-	r = http_request(port, "GET", "/readyz");
+	r = fx_http_request(port, "GET", "/readyz");
 	assert_int_equal(r.status, 503);
 	assert_non_null(strstr(r.body, "not ready"));
 	free(r.body);
 	/* Waiting out an outage is progress: restarting would not help. */
-	assert_int_equal(http_status(port, "/healthz"), 200);
+	assert_int_equal(fx_http_status(port, "/healthz"), 200);
 
-	r = http_request(port, "GET", "/metrics");
+	r = fx_http_request(port, "GET", "/metrics");
 	assert_int_equal(r.status, 200);
 	assert_true(sample(r.body, "feedback_ready") == 0);
 	assert_true(sample(r.body, "feedback_events_total{channel=\"sms\",outcome=\"accepted\"}") ==
 	            0);
 	free(r.body);
 
-	assert_int_equal(http_status(port, "/"), 404);
-	assert_int_equal(http_status(port, "/metrics/x"), 404);
-	r = http_request(port, "POST", "/metrics");
+	assert_int_equal(fx_http_status(port, "/"), 404);
+	assert_int_equal(fx_http_status(port, "/metrics/x"), 404);
+	r = fx_http_request(port, "POST", "/metrics");
 	assert_int_equal(r.status, 405);
 	free(r.body);
-	r = http_request(port, "HEAD", "/healthz");
+	r = fx_http_request(port, "HEAD", "/healthz");
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, ""); /* HEAD: headers only */
 	free(r.body);
@@ -319,7 +233,7 @@ static void assert_scrape(const char *text)
 static char *scrape_settled(int port, const char *until_series, double until_value)
 {
 	for (int waited = 0; waited <= 30000; waited += 100) {
-		struct http_reply r = http_request(port, "GET", "/metrics");
+		struct fx_http_reply r = fx_http_request(port, "GET", "/metrics");
 
 		if (r.status == 200 && has_sample(r.body, until_series) &&
 		    sample(r.body, until_series) == until_value)
@@ -402,8 +316,8 @@ static pid_t prometheus_start(const char *dir, int target_port, int web_port)
 static bool prometheus_has_counts(int web_port, int timeout_ms, char *last, size_t last_size)
 {
 	for (int waited = 0; waited <= timeout_ms; waited += 500) {
-		struct http_reply r =
-		    http_request(web_port, "GET", "/api/v1/query?query=feedback_events_total");
+		struct fx_http_reply r =
+		    fx_http_request(web_port, "GET", "/api/v1/query?query=feedback_events_total");
 		json_t *root = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
 		json_t *result = json_object_get(json_object_get(root, "data"), "result");
 		size_t matched = 0, i;
@@ -444,7 +358,7 @@ static void test_counters_promtool_prometheus(void **state)
 	PGconn *conn = harness_pg_connect();
 	char *schema = harness_fresh_schema(conn, "fc_http");
 	char dir[] = "/tmp/fc-http-XXXXXX", a_port[64], last[512], cmd[600];
-	int port = free_port(), web_port;
+	int port = fx_free_port(), web_port;
 	const char *extra[] = {a_port, NULL};
 	struct fx_kafka k;
 	char *text;
@@ -458,8 +372,8 @@ static void test_counters_promtool_prometheus(void **state)
 	snprintf(a_port, sizeof(a_port), "--http.port=%d", port);
 	consumer_pid = pid = fx_consumer_start(&k, schema, "g-http", extra);
 	fx_wait_offsets(conn, schema, "g-http", FIXED_MESSAGES, 30000);
-	wait_status(port, "/readyz", 200, 30000);
-	assert_int_equal(http_status(port, "/healthz"), 200);
+	fx_wait_status(port, "/readyz", 200, 30000);
+	assert_int_equal(fx_http_status(port, "/healthz"), 200);
 
 	text = scrape_settled(port, "feedback_batch_events_sum", FIXED_MESSAGES);
 	assert_scrape(text);
@@ -477,7 +391,7 @@ static void test_counters_promtool_prometheus(void **state)
 	free(scrape_settled(
 	    port, "feedback_consumer_lag_messages{topic=\"feedback.phone\",partition=\"2\"}", 0));
 
-	web_port = free_port();
+	web_port = fx_free_port();
 	prometheus_pid = prom = prometheus_start(dir, port, web_port);
 	bool ok = prometheus_has_counts(web_port, 60000, last, sizeof(last));
 	kill(prom, SIGTERM);

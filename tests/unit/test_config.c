@@ -124,6 +124,7 @@ static void test_defaults(void **state)
 	assert_int_equal(config_get_int(cfg, "batch.max.events"), 5000);
 	assert_int_equal(config_get_int(cfg, "batch.linger"), 20);
 	assert_int_equal(config_get_int(cfg, "database.retry.max"), 30000);
+	assert_int_equal(config_get_int(cfg, "database.check.interval"), 5000);
 	assert_string_equal(config_get(cfg, "database.schema"), "feedback");
 	assert_string_equal(config_get(cfg, "database.url"), "");
 	assert_int_equal(config_get_int(cfg, "http.port"), 8080);
