@@ -8,8 +8,9 @@ set -euo pipefail
 # One package per word; add new dependencies here.
 PACKAGES="build-essential cmake pkg-config clang-format librdkafka-dev libprotobuf-c-dev
 yamllint python3-yaml python3-jsonschema
+golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
 protobuf-c-compiler libprotobuf-dev libpq-dev libcmocka-dev libjansson-dev postgresql-15
-postgresql-common kcat libmicrohttpd-dev prometheus curl"
+postgresql-common kcat libmicrohttpd-dev prometheus curl openssl ca-certificates"
 
 missing=()
 for pkg in $PACKAGES; do

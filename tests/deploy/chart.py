@@ -1,36 +1,15 @@
 """Static checks of helm/feedback-consumer, for want of a helm binary: the
 values against their JSON schema (and values the schema must refuse),
 yamllint, and the templates' references to values, helpers and files."""
-import copy
 import json
 import os
 import re
 import subprocess
-import sys
 
 import jsonschema
 import yaml
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CHART = os.path.join(ROOT, "helm", "feedback-consumer")
-failures = []
-
-
-def check(what, ok, detail=""):
-    print(("ok: " if ok else "FAIL: ") + what + ("" if ok else ": " + detail))
-    if not ok:
-        failures.append(what)
-
-
-def merged(base, over):
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merged(out[k], v)
-        else:
-            out[k] = v
-    return out
-
+from chartlib import CHART, ROOT, check, finish, merged
 
 with open(os.path.join(CHART, "values.yaml")) as f:
     values = yaml.safe_load(f)
@@ -74,6 +53,30 @@ refused = {
     "a secret in the ConfigMap (kafka.config)": {"kafka": {"config": {"sasl.password": "x"}}},
     "a secret in the ConfigMap (config)": {"config": {"database.url": "postgres://u:p@h/d"}},
     "schema name libpq would quote": {"database": {"schema": "Feedback"}},
+    "no key for the host in the Secret": {"database": {"hostKey": ""}},
+    "toleration typo (efect)": {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "feedback",
+                                                 "efect": "NoSchedule"}]},
+    "toleration operator Kubernetes lacks": {"tolerations": [{"key": "dedicated", "operator": "Exist"}]},
+    "toleration effect Kubernetes lacks": {"tolerations": [{"key": "dedicated", "effect": "NoExecution"}]},
+    "affinity typo (nodeAfinity)": {"affinity": {"nodeAfinity": {}}},
+    "affinity typo three levels down (podAfinityTerm)": {"affinity": {"podAntiAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "podAfinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}}},
+    "affinity term without topologyKey": {"affinity": {"podAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "x"}}}]}}},
+    "node selector operator Kubernetes lacks": {"affinity": {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "pool", "operator": "Equals", "values": ["feedback"]}]}]}}}},
+    "NetworkPolicy peer typo (podSelecter)": {"networkPolicy": {"metricsFrom": [
+        {"podSelecter": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]}},
+    "label selector typo (matchLabel)": {"networkPolicy": {"kafkaTo": [
+        {"namespaceSelector": {"matchLabel": {"kubernetes.io/metadata.name": "kafka"}}}]}},
+    "ipBlock beside a selector": {"networkPolicy": {"postgresTo": [
+        {"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}},
+    "ipBlock without cidr": {"networkPolicy": {"postgresTo": [{"ipBlock": {"except": ["10.0.9.0/24"]}}]}},
+    "an empty peer": {"networkPolicy": {"kafkaTo": [{}]}},
+    "node selector value not text": {"nodeSelector": {"gpu": True}},
+    "pod label value not text": {"podLabels": {"tier": 2}},
 }
 for what, over in refused.items():
     errs = list(validator.iter_errors(merged(values, over)))
@@ -95,6 +98,37 @@ production = {
 }
 errs = [e.message for e in validator.iter_errors(merged(values, production))]
 check("accepted: SCRAM over TLS, KEDA, dashboard", not errs, "; ".join(errs))
+
+# Scheduling and traffic as a production namespace has them: accepted.
+scheduled = {
+    "image": {"repository": "registry.internal/feedback-consumer",
+              "digest": "sha256:" + "0123456789abcdef" * 4},
+    "kafka": {"bootstrapServers": "kafka-bootstrap.kafka:9092"},
+    "database": {"existingSecret": "feedback-db", "sslRootCert": {"secretName": "pg-ca", "key": "ca.pem"}},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "feedback", "effect": "NoSchedule"},
+                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+                     "tolerationSeconds": 60}],
+    "affinity": {
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "node-pool", "operator": "In", "values": ["general", "feedback"]}]}]}},
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "podAffinityTerm": {
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "feedback-consumer"}},
+                "topologyKey": "kubernetes.io/hostname"}}]}},
+    "podLabels": {"team": "cx"},
+    "podAnnotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"},
+    "networkPolicy": {
+        "enabled": True,
+        "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                         "podSelector": {"matchExpressions": [
+                             {"key": "app.kubernetes.io/name", "operator": "In", "values": ["prometheus"]}]}}],
+        "kafkaTo": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kafka"}}}],
+        "postgresTo": [{"ipBlock": {"cidr": "10.20.0.0/16", "except": ["10.20.9.0/24"]}}]},
+    "podDisruptionBudget": {"maxUnavailable": "25%"},
+}
+errs = [e.message for e in validator.iter_errors(merged(values, scheduled))]
+check("accepted: tolerations, affinity, node selector, network policy peers", not errs, "; ".join(errs))
 
 # --- yamllint ------------------------------------------------------------------
 lint = subprocess.run(["yamllint", "-s", "-d", "{extends: default, rules: {line-length: {max: 100}}}",
@@ -187,7 +221,4 @@ check("README.md documents every key of values.yaml", not undocumented, ", ".joi
 unknown = sorted(r for r in rows if r not in set(leaves(values)))
 check("README.md documents no key values.yaml lacks", not unknown, ", ".join(unknown))
 
-if failures:
-    print("%d check(s) failed" % len(failures))
-    sys.exit(1)
-print("all checks passed")
+finish()

@@ -12,6 +12,27 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/*
+Pods of the migration Job: the release's, but another name, so that no
+selector of the Deployment's pods (Service, PodDisruptionBudget, topology
+spread, NetworkPolicy) counts them. The Job's labels differ rather than the
+selectors, since a Deployment's selector cannot change.
+*/}}
+{{- define "fc.migrationSelectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-migration
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: migration
+{{- end -}}
+
+{{/*
+A value of a free-form map as the binary reads it. Helm's values pass
+through JSON, so every number is a float64, which prints as 5.24288e+07;
+JSON's formatting prints it as written, fractions included.
+*/}}
+{{- define "fc.scalar" -}}
+{{- if kindIs "float64" . }}{{ toJson . }}{{ else }}{{ . }}{{ end }}
+{{- end -}}
+
 {{- define "fc.labels" -}}
 {{ include "fc.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -67,7 +88,8 @@ seccompProfile:
 {{/*
 PostgreSQL connection of a container: a libpq URL read from a mounted
 Secret key (FEEDBACK_DATABASE_URL_FILE), or libpq's PG* variables with the
-password from the Secret. TLS settings apply to both.
+password, and the host unless database.host names it, from the Secret. TLS
+settings apply to both; a URL's own parameters win over them.
 Arguments: root, secret, urlKey, user, passwordKey.
 */}}
 {{- define "fc.databaseEnv" -}}
@@ -77,9 +99,16 @@ Arguments: root, secret, urlKey, user, passwordKey.
   value: /var/run/secrets/feedback/database/{{ .urlKey }}
 {{- else }}
 - name: PGHOST
-  value: {{ required "database.host is required when database.urlKey is empty" $db.host | quote }}
+{{- if $db.host }}
+  value: {{ $db.host | quote }}
+{{- else }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ $db.hostKey }}
+{{- end }}
 - name: PGPORT
-  value: {{ $db.port | quote }}
+  value: {{ $db.port | int64 | quote }}
 - name: PGDATABASE
   value: {{ $db.name | quote }}
 - name: PGUSER
@@ -95,6 +124,12 @@ Arguments: root, secret, urlKey, user, passwordKey.
 {{- if $db.sslRootCert.secretName }}
 - name: PGSSLROOTCERT
   value: /var/run/secrets/feedback/database-ca/{{ $db.sslRootCert.key }}
+{{- else if has $db.sslmode (list "verify-ca" "verify-full") }}
+{{- /* libpq's default, ~/.postgresql/root.crt, is not in the image: verify
+against the public CAs of its ca-certificates. Not for the weaker modes,
+which a root certificate would turn into verify-ca. */}}
+- name: PGSSLROOTCERT
+  value: /etc/ssl/certs/ca-certificates.crt
 {{- end }}
 - name: FEEDBACK_DATABASE_SCHEMA
   value: {{ $db.schema | quote }}
