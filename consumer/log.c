@@ -177,7 +177,12 @@ static void write_text(enum log_level level, const struct log_ctx *ctx, const ch
 			len = len + (size_t)n < sizeof(line) ? len + (size_t)n : sizeof(line) - 1;
 	}
 	if (ctx && ctx->event_id && ctx->event_id[0] && len < sizeof(line) - 1) {
-		n = snprintf(line + len, sizeof(line) - len, " event_id=%s", ctx->event_id);
+		/* The id comes from the event: as untrusted as the message's bytes. */
+		char clean[1024], id[4 * sizeof(clean)];
+
+		log_utf8_clean(ctx->event_id, clean, sizeof(clean));
+		escape_controls(clean, id, sizeof(id));
+		n = snprintf(line + len, sizeof(line) - len, " event_id=%s", id);
 		if (n > 0)
 			len = len + (size_t)n < sizeof(line) ? len + (size_t)n : sizeof(line) - 1;
 	}

@@ -105,6 +105,14 @@ static void test_text_line(void **state)
 	assert_non_null(strstr(line, " info  two\\nlines\\x1b[31m [feedback.email/0@7]\n"));
 	assert_int_equal(strchr(line, '\n')[1], '\0');
 	free(line);
+
+	/* An event id is the event's own bytes: spelled out the same way. */
+	ctx.event_id = "id\n2026-01-01T00:00:00Z error  forged\x07";
+	line = capture(LOG_INFO, &ctx, "rejected");
+	assert_non_null(strstr(line, " rejected [feedback.email/0@7] "
+	                             "event_id=id\\n2026-01-01T00:00:00Z error  forged\\x07\n"));
+	assert_int_equal(strchr(line, '\n')[1], '\0');
+	free(line);
 }
 
 int main(void)
