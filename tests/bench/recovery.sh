@@ -34,8 +34,11 @@ chmod 755 "$work"
 pids=()
 cleanup() {
   # Newest first: the load generator, the consumer, then the Kafka they use.
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Each one gone before the next: feedgen must not outlive the broker.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -2,7 +2,9 @@
  * recovery_probe - measures the latency from producing a negative feedback
  * event to its recovery trigger being readable on the recovery topic.
  *
- * It reads the recovery topic from its current end, then produces --count
+ * It reads the recovery topic from its current end, sends one promoter to
+ * every partition of the probe topic (so that its producer is connected
+ * before the clock starts), then produces --count
  * probe events (NPS 0, each for a customer of its own so no cooldown
  * applies) every --interval-ms, and matches the triggers that come back by
  * event id. Triggers of other events (a background load) are ignored.
@@ -100,7 +102,9 @@ static void assign_at_end(rd_kafka_t *rk, const char *topic)
 	rd_kafka_topic_destroy(rkt);
 }
 
-static size_t pack_probe(int i, char *id, size_t id_size, uint8_t *buf, size_t size)
+/* Probe i: NPS score for a customer of its own, with event id "<kind>-<pid>-<i>". */
+static size_t pack_probe(const char *kind, int i, int score, char *id, size_t id_size, uint8_t *buf,
+                         size_t size)
 {
 	Feedback__V1__FeedbackEvent ev = FEEDBACK__V1__FEEDBACK_EVENT__INIT;
 	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
@@ -110,20 +114,49 @@ static size_t pack_probe(int i, char *id, size_t id_size, uint8_t *buf, size_t s
 	struct timespec now;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	snprintf(id, id_size, "probe-%ld-%d", (long)getpid(), i);
-	snprintf(customer, sizeof(customer), "probe-customer-%ld-%d", (long)getpid(), i);
+	snprintf(id, id_size, "%s-%ld-%d", kind, (long)getpid(), i);
+	snprintf(customer, sizeof(customer), "%s-customer-%ld-%d", kind, (long)getpid(), i);
 	ts.seconds = now.tv_sec;
 	ts.nanos = (int32_t)now.tv_nsec;
 	ev.event_id = id;
 	ev.occurred_at = &ts;
 	ev.customer_id = customer;
 	r.metric = FEEDBACK__V1__METRIC__METRIC_NPS;
-	r.score = 0;
+	r.score = score;
 	ev.ratings = rp;
 	ev.n_ratings = 1;
 	if (feedback__v1__feedback_event__get_packed_size(&ev) > size)
 		die("probe", "too large");
 	return feedback__v1__feedback_event__pack(&ev, buf);
+}
+
+/*
+ * One promoter (no trigger) to every partition of topic, delivered: the
+ * producer's metadata and broker connections are then in place, and the
+ * first probes time the pipeline, not the producer's start.
+ */
+static void warm_up(rd_kafka_t *producer, const char *topic)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(producer, topic, NULL);
+
+	if (rd_kafka_metadata(producer, 0, rkt, &md, 10000) || md->topic_cnt != 1 ||
+	    md->topics[0].err)
+		die(topic, "no metadata");
+	for (int p = 0; p < md->topics[0].partition_cnt; p++) {
+		uint8_t buf[512];
+		char id[64];
+		size_t len = pack_probe("warm-up", p, 10, id, sizeof(id), buf, sizeof(buf));
+
+		if (rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(p),
+		                      RD_KAFKA_V_KEY(id, strlen(id)), RD_KAFKA_V_VALUE(buf, len),
+		                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END))
+			die("produce", rd_kafka_err2str(rd_kafka_last_error()));
+	}
+	if (rd_kafka_flush(producer, 10000))
+		die(topic, "warm-up messages not delivered");
+	rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
 }
 
 /* Polls rk for up to timeout_ms, recording the arrival of probe triggers. */
@@ -242,13 +275,14 @@ int main(int argc, char **argv)
 		die("memory", "exhausted");
 	snprintf(prefix, sizeof(prefix), "probe-%ld-", (long)getpid());
 	assign_at_end(consumer, o.recovery_topic);
+	warm_up(producer, o.topic);
 	/* Let the assignment take effect before the first probe. */
 	got += poll_triggers(consumer, 500, prefix, o.count, received_us);
 
 	for (int i = 0; i < o.count; i++) {
 		uint8_t buf[512];
 		char id[64];
-		size_t len = pack_probe(i, id, sizeof(id), buf, sizeof(buf));
+		size_t len = pack_probe("probe", i, 0, id, sizeof(id), buf, sizeof(buf));
 		int64_t next = mono_us() + o.interval_ms * 1000LL;
 
 		sent_us[i] = mono_us();
