@@ -14,7 +14,9 @@
 #   - CPU seconds of the consumer per million events, and its peak RSS;
 #   - the ceiling: COPY of the same ledger rows into an empty ledger of the
 #     same schema, in rows/s, and the ratios of both rates to it.
-# Cases: 100 agents, 100,000 agents, and 100 agents with twice the backlog.
+# Cases: 100 agents, 100,000 agents, and 100 agents with twice the backlog;
+# then the first case again with two consumer processes in one group, the
+# way the service scales out (CPU summed over both, RSS of the larger).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,9 +33,9 @@ gen=$PWD/build/release/tests/feedgen
 work=$(mktemp -d)
 chmod 755 "$work"
 mock=
-consumer=
+consumers=()
 cleanup() {
-  [ -n "$consumer" ] && kill -TERM "$consumer" 2>/dev/null || true
+  for pid in "${consumers[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   [ -n "$mock" ] && kill -TERM "$mock" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -43,9 +45,9 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 ticks=$(getconf CLK_TCK)
 
-# run_case NAME EVENTS AGENTS: prints one line of figures.
+# run_case NAME EVENTS AGENTS [REPLICAS]: prints one line of figures.
 run_case() {
-  local name=$1 events=$2 agents=$3 schema="bench_$1"
+  local name=$1 events=$2 agents=$3 replicas=${4:-1} schema="bench_$1"
   rm -f "$work/bootstrap"
   "$bin" kafka-mock --partitions 16 --bootstrap-file "$work/bootstrap" >/dev/null &
   mock=$!
@@ -62,24 +64,31 @@ run_case() {
 
   local t0 t1 tf="" stored=0 first=0
   t0=$(now)
-  "$bin" run --kafka.bootstrap.servers="$bootstrap" --database.schema="$schema" \
-    --http.port=0 --log.level=warn 2>"$work/consumer.log" &
-  consumer=$!
+  consumers=()
+  for r in $(seq "$replicas"); do
+    "$bin" run --kafka.bootstrap.servers="$bootstrap" --database.schema="$schema" \
+      --http.port=0 --log.level=warn 2>"$work/consumer-$r.log" &
+    consumers+=($!)
+  done
   while [ "$stored" != "$total" ]; do
     sleep 0.05
     stored=$(psql -Atc "SELECT coalesce(sum(next_offset), 0) FROM $schema.consumer_offsets")
     # The steady rate starts at the first commit: joining the group is not ingestion.
     if [ -z "$tf" ] && [ "$stored" != 0 ]; then tf=$(now); first=$stored; fi
-    kill -0 "$consumer" 2>/dev/null || { cat "$work/consumer.log" >&2; exit 1; }
+    for r in $(seq "$replicas"); do
+      kill -0 "${consumers[r - 1]}" 2>/dev/null || { cat "$work/consumer-$r.log" >&2; exit 1; }
+    done
   done
   t1=$(now)
   # utime + stime (fields 14 and 15), and the high-water mark of the RSS.
-  local cpu rss
-  cpu=$(awk -v t="$ticks" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$consumer/stat")
-  rss=$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$consumer/status")
-  kill -TERM "$consumer"
-  wait "$consumer" || true
-  consumer=
+  local cpu rss pid
+  cpu=$(for pid in "${consumers[@]}"; do cat "/proc/$pid/stat"; done |
+    awk -v t="$ticks" '{ s += $14 + $15 } END { printf "%.2f", s / t }')
+  rss=$(for pid in "${consumers[@]}"; do cat "/proc/$pid/status"; done |
+    awk '/^VmHWM/ && $2 > m { m = $2 } END { printf "%.1f", m / 1024 }')
+  for pid in "${consumers[@]}"; do kill -TERM "$pid"; done
+  for pid in "${consumers[@]}"; do wait "$pid" || true; done
+  consumers=()
   kill -TERM "$mock"
   wait "$mock" || true
   mock=
@@ -111,7 +120,10 @@ printf "%-10s %9s %7s %9s %10s %10s %9s %8s %11s %6s %6s\n" case events agents s
 run_case agents100 "$base" 100
 run_case agents100k "$base" 100000
 run_case backlog2x $((base * 2)) 100
-awk '{ cost[$1] = $7 } END {
+run_case replicas2 "$base" 100 2
+awk '{ cost[$1] = $7; rate[$1] = $5; steady[$1] = $6 } END {
   printf "cost per event: 100,000 vs 100 agents x%.2f; 2x backlog vs 1x x%.2f\n",
     cost["agents100k"] / cost["agents100"], cost["backlog2x"] / cost["agents100"]
+  printf "two replicas vs one: events/s x%.2f end to end, x%.2f from the first commit\n",
+    rate["replicas2"] / rate["agents100"], steady["replicas2"] / steady["agents100"]
 }' "$work/results"
