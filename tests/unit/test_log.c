@@ -3,6 +3,7 @@
  * level, msg and the Kafka context, whatever bytes a bad message put in
  * the text; in text form, still one line.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -115,12 +116,55 @@ static void test_text_line(void **state)
 	free(line);
 }
 
+/* log_setup(level, LOG_FORMAT_AUTO) with stderr on fd for the moment. */
+static void setup_auto_on(int fd)
+{
+	int saved = dup(STDERR_FILENO);
+
+	dup2(fd, STDERR_FILENO);
+	log_setup(LOG_INFO, LOG_FORMAT_AUTO);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+}
+
+/* log.format=auto: text when stderr is a terminal at setup, JSON otherwise. */
+static void test_auto_format(void **state)
+{
+	int master = posix_openpt(O_RDWR | O_NOCTTY), slave;
+	FILE *f = tmpfile();
+	char *line;
+
+	(void)state;
+	assert_true(master >= 0);
+	assert_non_null(f);
+	assert_int_equal(grantpt(master), 0);
+	assert_int_equal(unlockpt(master), 0);
+	slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+	assert_true(slave >= 0);
+	setup_auto_on(slave);
+	close(slave);
+	close(master);
+	line = capture(LOG_INFO, NULL, "on a terminal");
+	assert_non_null(strstr(line, " info  on a terminal\n"));
+	assert_int_equal(line[0] == '{', 0);
+	free(line);
+
+	/* A file or a pipe, as in a container. */
+	setup_auto_on(fileno(f));
+	fclose(f);
+	line = capture(LOG_INFO, NULL, "in a pod");
+	assert_int_equal(line[0], '{');
+	assert_non_null(strstr(line, "\"msg\":\"in a pod\""));
+	free(line);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_utf8_clean),
 	    cmocka_unit_test(test_json_line),
 	    cmocka_unit_test(test_text_line),
+	    cmocka_unit_test(test_auto_format),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
