@@ -181,6 +181,35 @@ static void consumer_db_maintain(struct consumer *c)
 }
 
 /*
+ * One attempt to connect. Returns 0 when connected (logged as connected),
+ * -1 on a fatal error (logged, c->fatal set), else the pause in ms before
+ * the next attempt (logged and counted as a retry).
+ */
+static int consumer_db_attempt(struct consumer *c, int *step, const char *connected)
+{
+	char errstr[512];
+	enum db_status st = db_connect(c->db, errstr, sizeof(errstr));
+
+	if (st == DB_OK) {
+		c->db_up = true;
+		*step = 0;
+		log_info("%s, schema \"%s\"", connected, c->opts->schema);
+		consumer_db_maintain(c);
+		return 0;
+	}
+	if (st == DB_FATAL) {
+		log_error("%s", errstr);
+		c->fatal = true;
+		return -1;
+	}
+	int ms = backoff_next(c, step);
+
+	log_warn("%s; retrying in %d ms", errstr, ms);
+	c->stats.db_retries++;
+	return ms;
+}
+
+/*
  * While no batch is open, readiness would otherwise keep the answer of the
  * last transaction however long ago: check the connection now and then,
  * and try to bring it back without blocking the poll loop.
@@ -189,13 +218,12 @@ static void consumer_db_check(struct consumer *c)
 {
 	char errstr[512];
 	int64_t now = mono_us();
-	enum db_status st;
+	int ms;
 
 	if (now < c->next_db_check_us)
 		return;
 	if (c->db_up) {
-		st = db_ping(c->db, errstr, sizeof(errstr));
-		if (st == DB_OK) {
+		if (db_ping(c->db, errstr, sizeof(errstr)) == DB_OK) {
 			c->next_db_check_us = now + c->opts->db_check_interval_ms * 1000LL;
 			return;
 		}
@@ -203,52 +231,21 @@ static void consumer_db_check(struct consumer *c)
 		c->db_up = false;
 		c->db_check_step = 0;
 	}
-	st = db_connect(c->db, errstr, sizeof(errstr));
-	if (st == DB_OK) {
-		c->db_up = true;
-		c->db_check_step = 0;
-		c->next_db_check_us = mono_us() + c->opts->db_check_interval_ms * 1000LL;
-		log_info("connected to postgresql again, schema \"%s\"", c->opts->schema);
-		consumer_db_maintain(c);
-		return;
-	}
-	if (st == DB_FATAL) {
-		log_error("%s", errstr);
-		c->fatal = true;
-		return;
-	}
-	int ms = backoff_next(c, &c->db_check_step);
-
-	log_warn("%s; retrying in %d ms", errstr, ms);
-	c->stats.db_retries++;
-	c->next_db_check_us = mono_us() + ms * 1000LL;
+	ms = consumer_db_attempt(c, &c->db_check_step, "connected to postgresql again");
+	if (ms >= 0)
+		c->next_db_check_us =
+		    mono_us() + (ms > 0 ? ms : c->opts->db_check_interval_ms) * 1000LL;
 }
 
 /* Brings the database connection up, retrying until it works or stop. */
 static bool consumer_db_ensure(struct consumer *c)
 {
-	char errstr[512];
 	int step = 0;
 
 	while (!c->db_up) {
-		enum db_status st = db_connect(c->db, errstr, sizeof(errstr));
+		int ms = consumer_db_attempt(c, &step, "connected to postgresql");
 
-		if (st == DB_OK) {
-			c->db_up = true;
-			log_info("connected to postgresql, schema \"%s\"", c->opts->schema);
-			consumer_db_maintain(c);
-			break;
-		}
-		if (st == DB_FATAL) {
-			log_error("%s", errstr);
-			c->fatal = true;
-			return false;
-		}
-		int ms = backoff_next(c, &step);
-
-		log_warn("%s; retrying in %d ms", errstr, ms);
-		c->stats.db_retries++;
-		if (!backoff_sleep(c, ms))
+		if (ms < 0 || (ms > 0 && !backoff_sleep(c, ms)))
 			return false;
 	}
 	return true;
