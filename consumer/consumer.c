@@ -180,6 +180,12 @@ static void consumer_db_maintain(struct consumer *c)
 	c->next_maintain_us = mono_us() + 3600LL * 1000000;
 }
 
+/* The idle check runs again in ms: after a success, or a pause between attempts. */
+static void consumer_db_check_in(struct consumer *c, int ms)
+{
+	c->next_db_check_us = mono_us() + ms * 1000LL;
+}
+
 /*
  * One attempt to connect. Returns 0 when connected (logged as connected),
  * -1 on a fatal error (logged, c->fatal set), else the pause in ms before
@@ -217,14 +223,13 @@ static int consumer_db_attempt(struct consumer *c, int *step, const char *connec
 static void consumer_db_check(struct consumer *c)
 {
 	char errstr[512];
-	int64_t now = mono_us();
 	int ms;
 
-	if (now < c->next_db_check_us)
+	if (mono_us() < c->next_db_check_us)
 		return;
 	if (c->db_up) {
 		if (db_ping(c->db, errstr, sizeof(errstr)) == DB_OK) {
-			c->next_db_check_us = now + c->opts->db_check_interval_ms * 1000LL;
+			consumer_db_check_in(c, c->opts->db_check_interval_ms);
 			return;
 		}
 		log_warn("%s; not ready until postgresql answers", errstr);
@@ -233,8 +238,7 @@ static void consumer_db_check(struct consumer *c)
 	}
 	ms = consumer_db_attempt(c, &c->db_check_step, "connected to postgresql again");
 	if (ms >= 0)
-		c->next_db_check_us =
-		    mono_us() + (ms > 0 ? ms : c->opts->db_check_interval_ms) * 1000LL;
+		consumer_db_check_in(c, ms > 0 ? ms : c->opts->db_check_interval_ms);
 }
 
 /* Brings the database connection up, retrying until it works or stop. */
@@ -389,7 +393,7 @@ static enum flush_result consumer_apply(struct consumer *c, size_t from, size_t 
 		metric_observe(c->m.tx_seconds, NULL, (double)(mono_us() - tx_started_us) / 1e6);
 		switch (st) {
 		case DB_OK:
-			c->next_db_check_us = mono_us() + c->opts->db_check_interval_ms * 1000LL;
+			consumer_db_check_in(c, c->opts->db_check_interval_ms);
 			c->stats.triggers += db_last_tx(c->db)->triggers;
 			c->stats.suppressed += db_last_tx(c->db)->suppressed;
 			metric_add(c->m.triggers, NULL, (double)db_last_tx(c->db)->triggers);
