@@ -59,7 +59,8 @@ struct consumer {
 	/* Dead letters of the open batch by channel and reason, counted when it commits. */
 	unsigned batch_dead_channel[CHANNEL_MAX];
 	unsigned batch_dead_reason[N_REASONS];
-	bool in_group; /* assigned (possibly nothing) and not lost since */
+	int64_t gate_waited_us; /* waiting for dead letters before COMMIT, this batch */
+	bool in_group;          /* assigned (possibly nothing) and not lost since */
 	bool assigned_once;
 	unsigned long long exported_db_retries;
 	struct consumer_metrics m;
@@ -134,6 +135,24 @@ static void consumer_publish_health(struct consumer *c)
 static void consumer_alive(void *arg)
 {
 	consumer_publish_health(arg);
+}
+
+/*
+ * The commit gate: a dead letter must be safe in Kafka before the offsets
+ * move past it. Its delivery runs while the transaction writes; a broker
+ * slower than DLQ_GATE_MS, or a failed delivery, turns it into a full
+ * dlq_drain outside the transaction (DB_GATED), which holds no lock.
+ */
+#define DLQ_GATE_MS 500
+
+static bool consumer_dead_letters_safe(void *arg)
+{
+	struct consumer *c = arg;
+	int64_t t0 = mono_us();
+	bool safe = dlq_settle(c->dlq, DLQ_GATE_MS) == 0;
+
+	c->gate_waited_us += mono_us() - t0;
+	return safe;
 }
 
 /* Sleeps up to ms in short steps; false when stop was requested. */
@@ -432,6 +451,12 @@ static enum flush_result consumer_apply(struct consumer *c, size_t from, size_t 
 			if (r != FLUSH_OK)
 				return r;
 			return consumer_apply(c, mid, to);
+		case DB_GATED:
+			/* Nothing was wrong with the batch: wait for the dead letters, apply again.
+			 */
+			if (dlq_drain(c->dlq, c->stop, consumer_alive, c) != 0)
+				return FLUSH_ABANDONED;
+			continue;
 		case DB_RECONNECT:
 			c->db_up = false;
 			/* fall through */
@@ -540,17 +565,16 @@ static enum flush_result consumer_flush(struct consumer *c)
 
 	if (b->n_msgs == 0)
 		return FLUSH_OK;
-	int64_t t_fill = mono_us(), t_drained;
-	/* A dead letter must be safe in Kafka before its offset moves past it. */
-	if (dlq_drain(c->dlq, c->stop, consumer_alive, c) != 0)
-		r = FLUSH_ABANDONED;
-	else
-		r = consumer_apply(c, 0, b->n_msgs);
-	t_drained = mono_us();
+	int64_t t_fill = mono_us();
+
+	c->gate_waited_us = 0;
+	r = consumer_apply(c, 0, b->n_msgs);
 	if (log_enabled(LOG_DEBUG))
-		log_debug("batch of %zu messages: filled in %lld ms, applied in %lld ms (%s)",
+		log_debug("batch of %zu messages: filled in %lld ms, applied in %lld ms, of which "
+		          "%lld ms waiting for dead letters (%s)",
 		          b->n_msgs, (long long)(t_fill - c->batch_started_us) / 1000,
-		          (long long)(t_drained - t_fill) / 1000,
+		          (long long)(mono_us() - t_fill) / 1000,
+		          (long long)c->gate_waited_us / 1000,
 		          r == FLUSH_OK ? "committed" : "not committed");
 	if (r == FLUSH_OK) {
 		for (size_t i = 0; i < b->n_msgs; i++)
@@ -894,6 +918,7 @@ struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t 
 	producer_conf = NULL;
 	if (c->dlq == NULL)
 		goto fail;
+	db_set_commit_gate(c->db, consumer_dead_letters_safe, c);
 	if (rd_kafka_conf_set(consumer_conf, "group.id", opts->group, errstr, errstr_size) ||
 	    rd_kafka_conf_set(consumer_conf, "enable.auto.commit", "false", errstr, errstr_size) ||
 	    rd_kafka_conf_set(consumer_conf, "enable.auto.offset.store", "false", errstr,

@@ -27,7 +27,9 @@ struct db {
 	struct rules_policy policy;
 	struct arena scratch; /* packed triggers of the current transaction */
 	struct db_tx_stats last;
-	int lookup_batches; /* batches left that look event ids up before the COPY */
+	int lookup_batches;      /* batches left that look event ids up before the COPY */
+	bool (*gate)(void *arg); /* asked before COMMIT; NULL: always yes */
+	void *gate_arg;
 };
 
 #define AGG_COLUMNS                                                                                \
@@ -134,6 +136,7 @@ static const char sql_agent[] =
 static const char *const status_names[] = {
     [DB_OK] = "ok",       [DB_RETRY] = "retry",       [DB_RECONNECT] = "reconnect",
     [DB_STALE] = "stale", [DB_REJECTED] = "rejected", [DB_FATAL] = "fatal",
+    [DB_GATED] = "gated",
 };
 
 const char *db_status_name(enum db_status st)
@@ -212,6 +215,12 @@ void db_set_recovery(struct db *db, const struct rules_policy *p)
 const struct db_tx_stats *db_last_tx(const struct db *db)
 {
 	return &db->last;
+}
+
+void db_set_commit_gate(struct db *db, bool (*gate)(void *arg), void *arg)
+{
+	db->gate = gate;
+	db->gate_arg = arg;
 }
 
 void db_look_up_first(struct db *db, int batches)
@@ -1199,6 +1208,11 @@ enum db_status db_apply(struct db *db, const char *group, const char *const *top
 			st = db_recover(db, b, from, to, errstr, errstr_size);
 		if (st != DB_OK)
 			goto out;
+	}
+	if (db->gate && !db->gate(db->gate_arg)) {
+		snprintf(errstr, errstr_size, "the commit gate said not yet");
+		st = DB_GATED;
+		goto out;
 	}
 	st = db_exec(db, "COMMIT", "committing", errstr, errstr_size);
 	db->last.accepted = n_new;

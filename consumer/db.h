@@ -11,6 +11,7 @@
 #include "batch.h"
 #include "rules.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,7 @@ enum db_status {
 	DB_STALE,     /* the stored offsets moved on: another consumer owns the partition */
 	DB_REJECTED,  /* a row broke a rule of the database (class 22, 23, 54): split */
 	DB_FATAL,     /* schema missing, authentication, programming error: stop */
+	DB_GATED,     /* the commit gate said not yet: rolled back, nothing else wrong */
 };
 
 struct db;
@@ -31,6 +33,14 @@ struct db;
  */
 struct db *db_new(const char *conninfo, const char *schema);
 void db_destroy(struct db *db);
+
+/*
+ * A check that db_apply makes after writing and before COMMIT (NULL: none).
+ * When gate(arg) returns false the transaction is rolled back and db_apply
+ * answers DB_GATED. The consumer waits here for its dead letters, whose
+ * delivery thus overlaps the transaction instead of preceding it.
+ */
+void db_set_commit_gate(struct db *db, bool (*gate)(void *arg), void *arg);
 
 /* What the last successful db_apply did. */
 struct db_tx_stats {

@@ -235,6 +235,14 @@ int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop, void (*waiting)(void *
 	}
 }
 
+int dlq_settle(struct dlq *d, int timeout_ms)
+{
+	/* A failed record waits in d->failed for dlq_drain: nothing comes back by waiting. */
+	if (d->outstanding > 0 && d->failed == NULL)
+		rd_kafka_flush(d->rk, timeout_ms);
+	return d->outstanding == 0 ? 0 : -1;
+}
+
 size_t dlq_pending(const struct dlq *d)
 {
 	return d->outstanding;

@@ -35,6 +35,13 @@ int dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason, c
  */
 int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop, void (*waiting)(void *arg), void *arg);
 
+/*
+ * Waits up to timeout_ms for every queued dead letter to be acknowledged,
+ * without re-sending anything. Returns 0 when none is outstanding, -1 when
+ * some are still on their way or failed (dlq_drain deals with those).
+ */
+int dlq_settle(struct dlq *d, int timeout_ms);
+
 /* Dead letters queued and not yet acknowledged. */
 size_t dlq_pending(const struct dlq *d);
 

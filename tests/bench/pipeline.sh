@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end ingestion benchmark. Prints figures; it never fails on them.
 #
-#   tests/bench/pipeline.sh [EVENTS]     (default 500000)
+#   tests/bench/pipeline.sh [EVENTS [CASE...]]   (default 500000, every case)
 #
 # For each case it starts a fresh embedded Kafka, produces a backlog of
 # realistic events (four channels, 16 partitions each, 1 % re-sent
@@ -28,10 +28,13 @@ if [ "${1:-}" != "--inside" ]; then
 fi
 shift
 base=${1:-500000}
+shift || true
+only=" $* "
 bin=$PWD/build/release/feedback-consumer
 gen=$PWD/build/release/tests/feedgen
 work=$(mktemp -d)
 chmod 755 "$work"
+: >"$work/results"
 mock=
 consumers=()
 cleanup() {
@@ -48,6 +51,7 @@ ticks=$(getconf CLK_TCK)
 # run_case NAME EVENTS AGENTS [REPLICAS]: prints one line of figures.
 run_case() {
   local name=$1 events=$2 agents=$3 replicas=${4:-1} schema="bench_$1"
+  [ "$only" = "  " ] || [[ $only == *" $name "* ]] || return 0
   rm -f "$work/bootstrap"
   "$bin" kafka-mock --partitions 16 --bootstrap-file "$work/bootstrap" >/dev/null &
   mock=$!
@@ -122,8 +126,10 @@ run_case agents100k "$base" 100000
 run_case backlog2x $((base * 2)) 100
 run_case replicas2 "$base" 100 2
 awk '{ cost[$1] = $7; rate[$1] = $5; steady[$1] = $6 } END {
-  printf "cost per event: 100,000 vs 100 agents x%.2f; 2x backlog vs 1x x%.2f\n",
-    cost["agents100k"] / cost["agents100"], cost["backlog2x"] / cost["agents100"]
-  printf "two replicas vs one: events/s x%.2f end to end, x%.2f from the first commit\n",
-    rate["replicas2"] / rate["agents100"], steady["replicas2"] / steady["agents100"]
+  if (cost["agents100"] && cost["agents100k"] && cost["backlog2x"])
+    printf "cost per event: 100,000 vs 100 agents x%.2f; 2x backlog vs 1x x%.2f\n",
+      cost["agents100k"] / cost["agents100"], cost["backlog2x"] / cost["agents100"]
+  if (rate["agents100"] && rate["replicas2"])
+    printf "two replicas vs one: events/s x%.2f end to end, x%.2f from the first commit\n",
+      rate["replicas2"] / rate["agents100"], steady["replicas2"] / steady["agents100"]
 }' "$work/results"

@@ -395,6 +395,63 @@ static void test_apply_admin_shutdown(void **state)
 	apply_in_turn(*state, PQFAULT_SQLSTATE, "57P01", DB_RECONNECT);
 }
 
+struct gate_probe {
+	struct world *w;
+	bool answer;
+	int calls;
+	long long own_rows, other_rows; /* ledger rows seen from the transaction, from outside */
+};
+
+static long long ledger_rows(PGconn *conn, const char *schema)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".ledger", schema);
+	return harness_query_int(conn, sql);
+}
+
+static bool gate(void *arg)
+{
+	struct gate_probe *g = arg;
+
+	g->calls++;
+	g->own_rows = ledger_rows(db_conn(g->w->db), g->w->schema);
+	g->other_rows = ledger_rows(g->w->conn, g->w->schema);
+	return g->answer;
+}
+
+/*
+ * The commit gate is asked once, after every write and before COMMIT: the
+ * transaction sees its 4 ledger rows, nobody else does. A no rolls all back
+ * (DB_GATED); a yes commits.
+ */
+static void test_apply_commit_gate(void **state)
+{
+	struct world *w = *state;
+	struct gate_probe g = {.w = w, .answer = false};
+	char errstr[1024];
+
+	empty_tables(w);
+	connect_db(w);
+	db_set_commit_gate(w->db, gate, &g);
+	assert_int_equal(apply(w, errstr, sizeof(errstr)), DB_GATED);
+	assert_int_equal(g.calls, 1);
+	assert_int_equal(g.own_rows, 4);
+	assert_int_equal(g.other_rows, 0);
+	assert_int_equal(rows_left(w), 0);
+	assert_int_equal(PQtransactionStatus(db_conn(w->db)), PQTRANS_IDLE);
+	assert_int_equal(db_last_tx(w->db)->accepted, 0);
+
+	g.answer = true;
+	assert_int_equal(apply(w, errstr, sizeof(errstr)), DB_OK);
+	assert_int_equal(g.calls, 2);
+	assert_int_equal(g.own_rows, 4);
+	assert_int_equal(g.other_rows, 0);
+	assert_int_equal(db_last_tx(w->db)->accepted, 4);
+	assert_figures(w);
+	db_set_commit_gate(w->db, NULL, NULL);
+}
+
 /* The offsets stored by the batch: sms/0 = 2, phone/1 = 2, nothing for phone/0. */
 static void load_in_turn(struct world *w, enum pqfault_kind kind, const char *sqlstate,
                          enum db_status for_sqlstate)
@@ -545,6 +602,7 @@ int main(void)
 	    cmocka_unit_test(test_apply_bad_value),
 	    cmocka_unit_test(test_apply_missing_table),
 	    cmocka_unit_test(test_apply_admin_shutdown),
+	    cmocka_unit_test(test_apply_commit_gate),
 	    cmocka_unit_test(test_load_offsets),
 	    cmocka_unit_test(test_connect),
 	};

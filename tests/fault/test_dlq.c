@@ -198,6 +198,43 @@ static void test_stop_keeps_what_was_not_sent(void **state)
 }
 
 /*
+ * dlq_settle, the consumer's commit gate: 0 once the broker acknowledged
+ * every record; -1, and the record still pending, when a produce call was
+ * refused or a delivery reported lost, which only dlq_drain sends again.
+ */
+static void test_settle(void **state)
+{
+	struct world *w = *state;
+	unsigned long long before = dlq_delivered(w->d);
+
+	send_some(w, 3);
+	assert_int_equal(dlq_settle(w->d, 30000), 0);
+	assert_int_equal(dlq_pending(w->d), 0);
+	assert_int_equal(dlq_delivered(w->d), before + 3);
+	assert_int_equal(dlq_settle(w->d, 30000), 0);
+
+	f.produce_at = 1;
+	f.produce_calls = 0;
+	send_some(w, 2);
+	f.produce_at = 0;
+	/* The refused one is pending; settle does not wait for its sibling in flight. */
+	assert_int_equal(dlq_settle(w->d, 30000), -1);
+	assert_true(dlq_pending(w->d) >= 1);
+	assert_int_equal(dlq_pending(w->d) + dlq_delivered(w->d), before + 5);
+	drain_all(w);
+
+	f.report_at = 1;
+	f.report_calls = 0;
+	send_some(w, 1);
+	assert_int_equal(dlq_settle(w->d, 30000), -1);
+	assert_int_equal(f.report_calls, 1);
+	assert_int_equal(dlq_pending(w->d), 1);
+	f.report_at = 0;
+	drain_all(w);
+	assert_int_equal(dlq_settle(w->d, 30000), 0);
+}
+
+/*
  * Every dead letter is in the topic, at least once (a delivery reported
  * lost may have arrived), with its headers; the set of source offsets is
  * exactly 0 .. next_offset - 1.
@@ -211,8 +248,11 @@ static void test_every_record_in_topic(void **state)
 	int *seen = calloc((size_t)total, sizeof(int));
 	char value[32];
 
-	/* 5 rounds of 5 failing produce calls, 5 of 5 failing reports, 2 while stopped. */
-	assert_int_equal(total, 5 * 5 + 5 * 5 + 2);
+	/*
+	 * 5 rounds of 5 failing produce calls, 5 of 5 failing reports, 2 while
+	 * stopped, 3 + 2 + 1 settled.
+	 */
+	assert_int_equal(total, 5 * 5 + 5 * 5 + 2 + 6);
 	assert_true(n >= (size_t)total);
 	for (size_t i = 0; i < n; i++) {
 		long long off;
@@ -242,6 +282,7 @@ int main(void)
 	    cmocka_unit_test(test_produce_fails_in_turn),
 	    cmocka_unit_test(test_delivery_fails_in_turn),
 	    cmocka_unit_test(test_stop_keeps_what_was_not_sent),
+	    cmocka_unit_test(test_settle),
 	    cmocka_unit_test(test_every_record_in_topic),
 	};
 
