@@ -63,34 +63,47 @@ static const char *const setup_sql[] = {
     "CREATE TEMP TABLE IF NOT EXISTS fc_stage_agent ON COMMIT DELETE ROWS AS "
     "SELECT bucket, agent_id, channel, " AGG_COLUMNS " FROM agent_agg WITH NO DATA",
     "CREATE TEMP TABLE IF NOT EXISTS fc_stage_recovery (customer_id text, negatives bigint[], "
-    "last_trigger_us bigint, suppressed integer) ON COMMIT DELETE ROWS",
+    "last_trigger_us bigint, suppressed integer, existed boolean) ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS fc_stage_outbox ON COMMIT DELETE ROWS AS "
     "SELECT " OUTBOX_COLUMNS " FROM recovery_outbox WITH NO DATA",
 };
 
-/* Customers are locked in one order, the order of the array ("C" = strcmp). */
-static const char sql_recovery_rows[] =
-    "INSERT INTO recovery_state (customer_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING";
-
+/*
+ * The state of the customers who have one, locked in one order, the order of
+ * the array ("C" = strcmp). The others are new: their rows are inserted once,
+ * with their final state, by sql_recovery_create.
+ */
 static const char sql_recovery_lock[] =
     "SELECT customer_id, negatives, (extract(epoch FROM last_trigger_at) * 1000000)::bigint, "
     "suppressed FROM recovery_state WHERE customer_id = ANY($1::text[]) "
     "ORDER BY customer_id COLLATE \"C\" FOR UPDATE";
 
 /*
- * Every row exists and is locked by now. An upsert probes the primary key
- * row by row, where UPDATE ... FROM the never-analysed stage table is
- * planned as a hash join over the whole recovery_state, whose cost grows
- * with the number of customers ever seen.
+ * The rows of the customers who had one, locked by now. An upsert probes
+ * the primary key row by row, where UPDATE ... FROM the never-analysed
+ * stage table is planned as a hash join over the whole recovery_state,
+ * whose cost grows with the number of customers ever seen.
  */
 static const char sql_recovery_store[] =
     "INSERT INTO recovery_state AS s (customer_id, negatives, last_trigger_at, suppressed, "
     "updated_at) SELECT customer_id, negatives, "
     "timestamptz 'epoch' + last_trigger_us * interval '1 microsecond', suppressed, now() "
-    "FROM fc_stage_recovery ORDER BY customer_id COLLATE \"C\" "
+    "FROM fc_stage_recovery WHERE existed ORDER BY customer_id COLLATE \"C\" "
     "ON CONFLICT (customer_id) DO UPDATE SET negatives = excluded.negatives, "
     "suppressed = excluded.suppressed, last_trigger_at = excluded.last_trigger_at, "
     "updated_at = excluded.updated_at";
+
+/*
+ * A customer whom another consumer gave a row since the lock (racing on the
+ * same new customer) is not inserted: the caller sees fewer rows than new
+ * customers and retries, and then locks that row.
+ */
+static const char sql_recovery_create[] =
+    "INSERT INTO recovery_state (customer_id, negatives, last_trigger_at, suppressed) "
+    "SELECT customer_id, negatives, "
+    "timestamptz 'epoch' + last_trigger_us * interval '1 microsecond', suppressed "
+    "FROM fc_stage_recovery WHERE NOT existed ORDER BY customer_id COLLATE \"C\" "
+    "ON CONFLICT DO NOTHING";
 
 static const char sql_outbox[] =
     "INSERT INTO recovery_outbox (" OUTBOX_COLUMNS ") SELECT " OUTBOX_COLUMNS
@@ -1004,9 +1017,10 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 	struct neg_ref *refs = NULL;
 	struct rules_state *states = NULL;
 	const char **customers = NULL;
+	bool *existed = NULL;
 	PGresult *res = NULL;
 	enum db_status st = DB_OK;
-	size_t n = 0, n_cust = 0;
+	size_t n = 0, n_cust = 0, n_created = 0;
 	int64_t detected_us = wall_us();
 
 	for (size_t i = from; i < to; i++) {
@@ -1020,7 +1034,8 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 	refs = malloc(n * sizeof(*refs));
 	customers = malloc(n * sizeof(*customers));
 	states = calloc(n, sizeof(*states));
-	if (!refs || !customers || !states) {
+	existed = calloc(n, sizeof(*existed));
+	if (!refs || !customers || !states || !existed) {
 		snprintf(errstr, errstr_size, "service recovery: out of memory");
 		st = DB_FATAL;
 		goto out;
@@ -1050,40 +1065,36 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 		goto out;
 	}
 	const char *params[1] = {db->buf};
-	res = PQexecParams(db->conn, sql_recovery_rows, 1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		st = db_error(db, res, "creating recovery state", errstr, errstr_size);
-		goto out;
-	}
-	PQclear(res);
 	res = PQexecParams(db->conn, sql_recovery_lock, 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		st = db_error(db, res, "locking recovery state", errstr, errstr_size);
 		goto out;
 	}
-	if ((size_t)PQntuples(res) != n_cust) {
-		snprintf(errstr, errstr_size, "locking recovery state: %d rows for %zu customers",
-		         PQntuples(res), n_cust);
-		st = DB_RETRY;
-		goto out;
-	}
+	/* Rows come in customer order, like the array; a customer without one is new. */
+	int row = 0, rows = PQntuples(res);
 	for (size_t c = 0; c < n_cust; c++) {
-		/* Rows come in customer order, like the array. */
-		if (strcmp(PQgetvalue(res, (int)c, 0), customers[c]) != 0) {
-			snprintf(errstr, errstr_size,
-			         "recovery state out of order for customer %zu", c);
-			st = DB_FATAL;
-			goto out;
+		if (row < rows && strcmp(PQgetvalue(res, row, 0), customers[c]) == 0) {
+			if (parse_negatives(PQgetvalue(res, row, 1), &states[c]) != 0) {
+				snprintf(errstr, errstr_size, "service recovery: out of memory");
+				st = DB_FATAL;
+				goto out;
+			}
+			states[c].has_trigger = !PQgetisnull(res, row, 2);
+			if (states[c].has_trigger)
+				states[c].last_trigger_us =
+				    strtoll(PQgetvalue(res, row, 2), NULL, 10);
+			states[c].suppressed = (uint32_t)strtoul(PQgetvalue(res, row, 3), NULL, 10);
+			existed[c] = true;
+			row++;
+		} else {
+			n_created++;
 		}
-		if (parse_negatives(PQgetvalue(res, (int)c, 1), &states[c]) != 0) {
-			snprintf(errstr, errstr_size, "service recovery: out of memory");
-			st = DB_FATAL;
-			goto out;
-		}
-		states[c].has_trigger = !PQgetisnull(res, (int)c, 2);
-		if (states[c].has_trigger)
-			states[c].last_trigger_us = strtoll(PQgetvalue(res, (int)c, 2), NULL, 10);
-		states[c].suppressed = (uint32_t)strtoul(PQgetvalue(res, (int)c, 3), NULL, 10);
+	}
+	if (row != rows) {
+		snprintf(errstr, errstr_size, "recovery state out of order at row %d of %d", row,
+		         rows);
+		st = DB_FATAL;
+		goto out;
 	}
 	PQclear(res);
 	res = NULL;
@@ -1145,11 +1156,32 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 			buf_null(db);
 		buf_sep(db, '\t');
 		buf_int(db, states[k].suppressed);
+		buf_sep(db, '\t');
+		buf_raw(db, existed[k] ? "t" : "f", 1);
 		buf_sep(db, '\n');
 	}
 	st = db_copy(db, "COPY fc_stage_recovery FROM STDIN", "staging recovery state", errstr,
 	             errstr_size);
-	if (st == DB_OK)
+	if (st == DB_OK && n_created > 0) {
+		res = PQexec(db->conn, sql_recovery_create);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			st = db_error(db, res, "creating recovery state", errstr, errstr_size);
+			goto out;
+		}
+		size_t created = strtoul(PQcmdTuples(res), NULL, 10);
+		if (created != n_created) {
+			snprintf(
+			    errstr, errstr_size,
+			    "creating recovery state: %zu of %zu new customers were created by "
+			    "another consumer meanwhile",
+			    n_created - created, n_created);
+			st = DB_RETRY;
+			goto out;
+		}
+		PQclear(res);
+		res = NULL;
+	}
+	if (st == DB_OK && n_created < n_cust)
 		st = db_exec(db, sql_recovery_store, "storing recovery state", errstr, errstr_size);
 	if (st == DB_OK && db->last.triggers > 0) {
 		/* Delivered at commit, and only then: publishers never see a row too early. */
@@ -1170,6 +1202,7 @@ out:
 		for (size_t k = 0; k < n_cust; k++)
 			rules_state_release(&states[k]);
 	free(states);
+	free(existed);
 	free(customers);
 	free(refs);
 	return st;

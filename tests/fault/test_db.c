@@ -452,6 +452,64 @@ static void test_apply_commit_gate(void **state)
 	db_set_commit_gate(w->db, NULL, NULL);
 }
 
+/*
+ * Two replicas meet the same new customer: the other one inserts c-4's
+ * recovery state after this transaction looked (its row is not committed
+ * yet) and commits a second later, while this one waits on the insert.
+ * Creating the state finds 1 of the 2 new customers taken: a retry, all
+ * rolled back. The retry locks c-4's row and stores both customers: c-1
+ * created, c-4 updated, one trigger each.
+ */
+static void test_apply_recovery_state_race(void **state)
+{
+	struct world *w = *state;
+	struct rules_policy policy;
+	char errstr[1024], sql[512];
+	PGconn *other = harness_pg_connect();
+	PGresult *res;
+
+	empty_tables(w);
+	snprintf(sql, sizeof(sql), "TRUNCATE \"%s\".recovery_state, \"%s\".recovery_outbox",
+	         w->schema, w->schema);
+	harness_exec(w->conn, sql);
+	rules_policy_defaults(&policy);
+	db_set_recovery(w->db, &policy);
+	connect_db(w);
+	snprintf(sql, sizeof(sql),
+	         "BEGIN; INSERT INTO \"%s\".recovery_state (customer_id) VALUES ('c-4')",
+	         w->schema);
+	harness_exec(other, sql);
+	assert_int_equal(PQsendQuery(other, "SELECT pg_sleep(1); COMMIT"), 1);
+
+	assert_int_equal(apply(w, errstr, sizeof(errstr)), DB_RETRY);
+	assert_string_equal(errstr, "creating recovery state: 1 of 2 new customers were created "
+	                            "by another consumer meanwhile");
+	assert_int_equal(rows_left(w), 0);
+	while ((res = PQgetResult(other)) != NULL) {
+		assert_true(PQresultStatus(res) == PGRES_TUPLES_OK ||
+		            PQresultStatus(res) == PGRES_COMMAND_OK);
+		PQclear(res);
+	}
+	PQfinish(other);
+
+	assert_int_equal(apply(w, errstr, sizeof(errstr)), DB_OK);
+	assert_int_equal(db_last_tx(w->db)->triggers, 2);
+	assert_figures(w);
+	char *states =
+	    query_text(w,
+	               "SELECT string_agg(format('%s %s %s', customer_id, cardinality(negatives), "
+	               "to_char(last_trigger_at AT TIME ZONE 'UTC', 'HH24:MI')), '; ' "
+	               "ORDER BY customer_id)",
+	               "recovery_state");
+	assert_string_equal(states, "c-1 1 10:10; c-4 1 10:25");
+	free(states);
+	char *outbox =
+	    query_text(w, "SELECT string_agg(event_id, ' ' ORDER BY event_id)", "recovery_outbox");
+	assert_string_equal(outbox, "ev-2 ev-4");
+	free(outbox);
+	db_set_recovery(w->db, NULL);
+}
+
 /* The offsets stored by the batch: sms/0 = 2, phone/1 = 2, nothing for phone/0. */
 static void load_in_turn(struct world *w, enum pqfault_kind kind, const char *sqlstate,
                          enum db_status for_sqlstate)
@@ -603,6 +661,7 @@ int main(void)
 	    cmocka_unit_test(test_apply_missing_table),
 	    cmocka_unit_test(test_apply_admin_shutdown),
 	    cmocka_unit_test(test_apply_commit_gate),
+	    cmocka_unit_test(test_apply_recovery_state_race),
 	    cmocka_unit_test(test_load_offsets),
 	    cmocka_unit_test(test_connect),
 	};
