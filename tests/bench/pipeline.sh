@@ -12,6 +12,8 @@
 #     last offset committed in PostgreSQL (joining the group included);
 #   - steady events/s: the same from the first commit on;
 #   - CPU seconds of the consumer per million events, and its peak RSS;
+#   - the share of the machine's CPU time the hypervisor took (steal) while
+#     the consumer ran: on a shared virtual machine the rates move with it;
 #   - the ceiling: COPY of the same ledger rows into an empty ledger of the
 #     same schema, in rows/s, and the ratios of both rates to it.
 # Cases: 100 agents, 100,000 agents, and 100 agents with twice the backlog;
@@ -46,6 +48,8 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
+# "steal total" jiffies of all CPUs so far (/proc/stat: user nice system idle iowait irq softirq steal).
+cpu_jiffies() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 ticks=$(getconf CLK_TCK)
 
 # run_case NAME EVENTS AGENTS [REPLICAS]: prints one line of figures.
@@ -66,8 +70,9 @@ run_case() {
   local total
   total=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$work/produced")
 
-  local t0 t1 tf="" stored=0 first=0
+  local t0 t1 tf="" stored=0 first=0 j0 j1
   t0=$(now)
+  j0=$(cpu_jiffies)
   consumers=()
   for r in $(seq "$replicas"); do
     "$bin" run --kafka.bootstrap.servers="$bootstrap" --database.schema="$schema" \
@@ -84,6 +89,7 @@ run_case() {
     done
   done
   t1=$(now)
+  j1=$(cpu_jiffies)
   # utime + stime (fields 14 and 15), and the high-water mark of the RSS.
   local cpu rss pid
   cpu=$(for pid in "${consumers[@]}"; do cat "/proc/$pid/stat"; done |
@@ -108,19 +114,22 @@ run_case() {
   PGOPTIONS="-c client_min_messages=warning" psql -qc "DROP SCHEMA ${schema}_copy CASCADE"
 
   awk -v n="$name" -v e="$rows" -v a="$agents" -v t0="$t0" -v t1="$t1" -v c0="$c0" \
-    -v c1="$c1" -v cpu="$cpu" -v rss="$rss" -v tf="$tf" -v first="$first" -v total="$total" '
+    -v c1="$c1" -v cpu="$cpu" -v rss="$rss" -v tf="$tf" -v first="$first" -v total="$total" \
+    -v j0="$j0" -v j1="$j1" '
     BEGIN {
       rate = e / (t1 - t0); ceil = e / (c1 - c0)
       # messages per second after the first commit, scaled to distinct events
       steady = (t1 > tf) ? (total - first) / (t1 - tf) * e / total : 0
-      printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.1f %11.0f %6.2f %6.2f\n",
-        n, e, a, t1 - t0, rate, steady, cpu * 1e6 / e, rss, ceil, rate / ceil, steady / ceil
+      split(j0, s0, " "); split(j1, s1, " ")
+      steal = (s1[2] > s0[2]) ? 100 * (s1[1] - s0[1]) / (s1[2] - s0[2]) : 0
+      printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.1f %11.0f %6.2f %6.2f %6.0f\n",
+        n, e, a, t1 - t0, rate, steady, cpu * 1e6 / e, rss, ceil, rate / ceil, steady / ceil, steal
     }' | tee -a "$work/results"
 }
 
 echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $base events"
-printf "%-10s %9s %7s %9s %10s %10s %9s %8s %11s %6s %6s\n" case events agents seconds events/s \
-  steady/s cpu_s/M rss_MiB copy_rows/s ratio steady
+printf "%-10s %9s %7s %9s %10s %10s %9s %8s %11s %6s %6s %6s\n" case events agents seconds events/s \
+  steady/s cpu_s/M rss_MiB copy_rows/s ratio steady steal%
 run_case agents100 "$base" 100
 run_case agents100k "$base" 100000
 run_case backlog2x $((base * 2)) 100
