@@ -1,6 +1,7 @@
 #include "db.h"
 
 #include "migrate.h"
+#include "seen.h"
 #include "trigger.h"
 
 #include <inttypes.h>
@@ -28,6 +29,7 @@ struct db {
 	struct arena scratch; /* packed triggers of the current transaction */
 	struct db_tx_stats last;
 	int lookup_batches;      /* batches left that look event ids up before the COPY */
+	struct seen *seen;       /* events of the last transactions; NULL when out of memory */
 	bool (*gate)(void *arg); /* asked before COMMIT; NULL: always yes */
 	void *gate_arg;
 };
@@ -184,6 +186,8 @@ struct db *db_new(const char *conninfo, const char *schema)
 	if (db == NULL)
 		return NULL;
 	arena_init(&db->scratch, 0);
+	/* A re-send within a batch or two of its original; memory for two batches of ids. */
+	db->seen = seen_new(2);
 	db->conninfo = strdup(conninfo ? conninfo : "");
 	db->schema = strdup(schema);
 	if (db->conninfo == NULL || db->schema == NULL) {
@@ -204,6 +208,7 @@ void db_destroy(struct db *db)
 	free(db->synchronous_commit);
 	free(db->buf);
 	arena_release(&db->scratch);
+	seen_destroy(db->seen);
 	free(db);
 }
 
@@ -313,6 +318,14 @@ enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
 
 	if (db->conn)
 		PQfinish(db->conn);
+	/*
+	 * A new session may be a restarted server or a promoted standby that
+	 * lost the last acknowledged commits (synchronous_commit = off, an
+	 * asynchronous replica): what this process remembers committing is
+	 * no longer known to be in the ledger.
+	 */
+	if (db->seen)
+		seen_clear(db->seen);
 	db->conn = PQconnectdb(db->conninfo);
 	if (PQstatus(db->conn) != CONNECTION_OK) {
 		/* libpq's message names host and user, never the password. */
@@ -787,11 +800,17 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 	size_t rows = 0;
 
 	*n_new = 0;
-	for (size_t i = from; i < to; i++)
-		if (b->msgs[i].event >= 0) {
-			b->events[b->msgs[i].event].is_new = true;
-			rows++;
-		}
+	for (size_t i = from; i < to; i++) {
+		struct batch_event *be;
+
+		if (b->msgs[i].event < 0)
+			continue;
+		be = &b->events[b->msgs[i].event];
+		/* Committed by this process a transaction or two ago: a duplicate. */
+		be->is_new =
+		    db->seen == NULL || !seen_has(db->seen, be->ev.event_id, be->ev.occurred_at_us);
+		rows += be->is_new;
+	}
 	if (rows == 0)
 		return DB_OK;
 
@@ -820,7 +839,7 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 	for (size_t i = from; i < to; i++) {
 		const struct batch_msg *m = &b->msgs[i];
 
-		if (m->event < 0)
+		if (m->event < 0 || !b->events[m->event].is_new)
 			continue;
 		buf_text(db, b->events[m->event].ev.event_id);
 		buf_sep(db, '\t');
@@ -1208,6 +1227,22 @@ out:
 	return st;
 }
 
+/* Remembers the events that the committed transaction of [from, to) added to the ledger. */
+static void db_remember(struct db *db, const struct batch *b, size_t from, size_t to)
+{
+	if (db->seen == NULL)
+		return;
+	seen_rotate(db->seen);
+	for (size_t i = from; i < to; i++) {
+		const struct batch_msg *m = &b->msgs[i];
+
+		if (m->event >= 0 && b->events[m->event].is_new &&
+		    seen_add(db->seen, b->events[m->event].ev.event_id,
+		             b->events[m->event].ev.occurred_at_us) != 0)
+			return; /* out of memory: fewer known duplicates, nothing worse */
+	}
+}
+
 enum db_status db_apply(struct db *db, const char *group, const char *const *topics,
                         struct batch *b, size_t from, size_t to, const struct offset_update *u,
                         size_t nu, char *errstr, size_t errstr_size)
@@ -1249,6 +1284,8 @@ enum db_status db_apply(struct db *db, const char *group, const char *const *top
 	}
 	st = db_exec(db, "COMMIT", "committing", errstr, errstr_size);
 	db->last.accepted = n_new;
+	if (st == DB_OK)
+		db_remember(db, b, from, to);
 out:
 	if (st != DB_OK) {
 		memset(&db->last, 0, sizeof(db->last));

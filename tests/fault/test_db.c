@@ -181,6 +181,12 @@ static long long rows_left(struct world *w)
 	return harness_query_int(w->conn, sql);
 }
 
+static void connect_db(struct world *w);
+
+/*
+ * Empties the tables and gives db a new session: it remembers the events
+ * it committed in the last one, which are gone from the ledger now.
+ */
 static void empty_tables(struct world *w)
 {
 	char sql[256];
@@ -190,6 +196,7 @@ static void empty_tables(struct world *w)
 	         "\"%s\".consumer_offsets",
 	         w->schema, w->schema, w->schema, w->schema);
 	harness_exec(w->conn, sql);
+	connect_db(w);
 }
 
 static enum db_status apply(struct world *w, char *errstr, size_t errstr_size)
@@ -510,6 +517,91 @@ static void test_apply_recovery_state_race(void **state)
 	db_set_recovery(w->db, NULL);
 }
 
+/* A one-partition batch of sms/0 messages at offset first.. of CSAT events (id, HH:MM, score). */
+static struct batch *sms_batch(int64_t first, const char *const *ids, const char *const *times,
+                               const int *scores, size_t n)
+{
+	struct batch *b = batch_new(16);
+
+	assert_non_null(b);
+	for (size_t i = 0; i < n; i++) {
+		char iso[32];
+		struct event ev = {.event_id = ids[i],
+		                   .customer_id = "c-1",
+		                   .agent_id = "agent-1",
+		                   .interaction_id = "",
+		                   .comment = "",
+		                   .locale = "",
+		                   .channel = CHANNEL_SMS,
+		                   .csat = {true, scores[i], 1, 5, false}};
+
+		snprintf(iso, sizeof(iso), "2024-03-01T%s:00", times[i]);
+		ev.occurred_at_us = at_us(iso);
+		add_event(b, 0, 0, first + (int64_t)i, &ev);
+	}
+	return b;
+}
+
+static enum db_status apply_sms(struct world *w, struct batch *b, int64_t expected, char *errstr,
+                                size_t errstr_size)
+{
+	struct offset_update u[1];
+
+	assert_int_equal(batch_offset_updates(b, 0, b->n_msgs, u), 1);
+	u[0].expected = expected;
+	db_look_up_first(w->db, 0);
+	return db_apply(w->db, "g", topics, b, 0, b->n_msgs, u, 1, errstr, errstr_size);
+}
+
+/*
+ * A re-send that follows its original into the next batch is known a
+ * duplicate without a look-up: the optimistic COPY of the new event
+ * alone succeeds. After a reconnect nothing is known any more (the server
+ * may have lost the last commits): the same kind of batch fails its
+ * optimistic COPY on the ledger's key and looks its ids up.
+ */
+static void test_apply_remembers_its_last_commits(void **state)
+{
+	struct world *w = *state;
+	char errstr[1024];
+	const char *ids2[] = {"ev-2", "ev-5"}, *times2[] = {"10:10", "10:40"};
+	const char *ids3[] = {"ev-5", "ev-6"}, *times3[] = {"10:40", "10:50"};
+	const int scores2[] = {2, 4}, scores3[] = {4, 5};
+	struct batch *b2 = sms_batch(2, ids2, times2, scores2, 2);
+	struct batch *b3 = sms_batch(4, ids3, times3, scores3, 2);
+
+	empty_tables(w);
+	connect_db(w);
+	assert_int_equal(apply(w, errstr, sizeof(errstr)), DB_OK);
+	assert_figures(w);
+
+	assert_int_equal(apply_sms(w, b2, 2, errstr, sizeof(errstr)), DB_OK);
+	assert_false(db_last_tx(w->db)->looked_up);
+	assert_int_equal(db_last_tx(w->db)->accepted, 1);
+
+	connect_db(w);
+	assert_int_equal(apply_sms(w, b3, 4, errstr, sizeof(errstr)), DB_OK);
+	assert_true(db_last_tx(w->db)->looked_up);
+	assert_int_equal(db_last_tx(w->db)->accepted, 1);
+
+	char *ledger =
+	    query_text(w, "SELECT string_agg(event_id, ' ' ORDER BY event_id)", "ledger");
+	/* ev-1 5, ev-2 2, then ev-5 4 and ev-6 5; the re-sent ev-2 and ev-5 count nothing. */
+	char *sms = query_text(w, "SELECT format('%s/%s', sum(csat_n), sum(csat_satisfied))",
+	                       "channel_kpi WHERE channel = 'sms'");
+	char *offset = query_text(w, "SELECT next_offset::text",
+	                          "consumer_offsets WHERE topic = 'feedback.sms'");
+
+	assert_string_equal(ledger, "ev-1 ev-2 ev-3 ev-4 ev-5 ev-6");
+	assert_string_equal(sms, "4/3");
+	assert_string_equal(offset, "6");
+	free(ledger);
+	free(sms);
+	free(offset);
+	batch_destroy(b2);
+	batch_destroy(b3);
+}
+
 /* The offsets stored by the batch: sms/0 = 2, phone/1 = 2, nothing for phone/0. */
 static void load_in_turn(struct world *w, enum pqfault_kind kind, const char *sqlstate,
                          enum db_status for_sqlstate)
@@ -662,6 +754,7 @@ int main(void)
 	    cmocka_unit_test(test_apply_admin_shutdown),
 	    cmocka_unit_test(test_apply_commit_gate),
 	    cmocka_unit_test(test_apply_recovery_state_race),
+	    cmocka_unit_test(test_apply_remembers_its_last_commits),
 	    cmocka_unit_test(test_load_offsets),
 	    cmocka_unit_test(test_connect),
 	};
