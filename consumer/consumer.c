@@ -60,6 +60,7 @@ struct consumer {
 	unsigned batch_dead_channel[CHANNEL_MAX];
 	unsigned batch_dead_reason[N_REASONS];
 	int64_t gate_waited_us; /* waiting for dead letters before COMMIT, this batch */
+	int drain_first;        /* batches left that wait for dead letters before BEGIN */
 	bool in_group;          /* assigned (possibly nothing) and not lost since */
 	bool assigned_once;
 	unsigned long long exported_db_retries;
@@ -141,9 +142,13 @@ static void consumer_alive(void *arg)
  * The commit gate: a dead letter must be safe in Kafka before the offsets
  * move past it. Its delivery runs while the transaction writes; a broker
  * slower than DLQ_GATE_MS, or a failed delivery, turns it into a full
- * dlq_drain outside the transaction (DB_GATED), which holds no lock.
+ * dlq_drain outside the transaction (DB_GATED), which holds no lock. So
+ * that a slow or failing broker does not cost every batch a rolled-back
+ * transaction, the next DLQ_DRAIN_FIRST batches then wait for their dead
+ * letters before they begin, as the gate then has nothing left to wait for.
  */
-#define DLQ_GATE_MS 500
+#define DLQ_GATE_MS     500
+#define DLQ_DRAIN_FIRST 100
 
 static bool consumer_dead_letters_safe(void *arg)
 {
@@ -454,6 +459,11 @@ static enum flush_result consumer_apply(struct consumer *c, size_t from, size_t 
 		case DB_GATED:
 			/* Nothing was wrong with the batch: wait for the dead letters, apply again.
 			 */
+			if (c->drain_first == 0)
+				log_info("dead letters not acknowledged within %d ms; the next %d "
+				         "batches wait for theirs before the transaction",
+				         DLQ_GATE_MS, DLQ_DRAIN_FIRST);
+			c->drain_first = DLQ_DRAIN_FIRST;
 			if (dlq_drain(c->dlq, c->stop, consumer_alive, c) != 0)
 				return FLUSH_ABANDONED;
 			continue;
@@ -568,7 +578,15 @@ static enum flush_result consumer_flush(struct consumer *c)
 	int64_t t_fill = mono_us();
 
 	c->gate_waited_us = 0;
-	r = consumer_apply(c, 0, b->n_msgs);
+	if (c->drain_first > 0) {
+		c->drain_first--;
+		if (dlq_drain(c->dlq, c->stop, consumer_alive, c) != 0)
+			r = FLUSH_ABANDONED;
+		else
+			r = consumer_apply(c, 0, b->n_msgs);
+	} else {
+		r = consumer_apply(c, 0, b->n_msgs);
+	}
 	if (log_enabled(LOG_DEBUG))
 		log_debug("batch of %zu messages: filled in %lld ms, applied in %lld ms, of which "
 		          "%lld ms waiting for dead letters (%s)",
