@@ -61,6 +61,9 @@ struct consumer {
 	unsigned batch_dead_reason[N_REASONS];
 	int64_t gate_waited_us; /* waiting for dead letters before COMMIT, this batch */
 	int drain_first;        /* batches left that wait for dead letters before BEGIN */
+	bool gate_failed;       /* the last refusal of the gate came from a failed delivery */
+	bool batch_gated;       /* the open batch was refused by the gate at least once */
+	int slow_batches;       /* consecutive batches refused for slow dead letters */
 	bool in_group;          /* assigned (possibly nothing) and not lost since */
 	bool assigned_once;
 	unsigned long long exported_db_retries;
@@ -143,12 +146,16 @@ static void consumer_alive(void *arg)
  * move past it. Its delivery runs while the transaction writes; a broker
  * slower than DLQ_GATE_MS, or a failed delivery, turns it into a full
  * dlq_drain outside the transaction (DB_GATED), which holds no lock. So
- * that a slow or failing broker does not cost every batch a rolled-back
+ * that a failing or slow broker does not cost every batch a rolled-back
  * transaction, the next DLQ_DRAIN_FIRST batches then wait for their dead
- * letters before they begin, as the gate then has nothing left to wait for.
+ * letters before they begin, as the gate then has nothing left to wait for:
+ * after a failed delivery at once, after DLQ_SLOW_BATCHES slow batches in
+ * a row otherwise (the producer's first delivery, which also waits for
+ * its connection, is slow once).
  */
-#define DLQ_GATE_MS     500
-#define DLQ_DRAIN_FIRST 100
+#define DLQ_GATE_MS      500
+#define DLQ_DRAIN_FIRST  100
+#define DLQ_SLOW_BATCHES 3
 
 static bool consumer_dead_letters_safe(void *arg)
 {
@@ -157,6 +164,7 @@ static bool consumer_dead_letters_safe(void *arg)
 	bool safe = dlq_settle(c->dlq, DLQ_GATE_MS) == 0;
 
 	c->gate_waited_us += mono_us() - t0;
+	c->gate_failed = !safe && dlq_failing(c->dlq);
 	return safe;
 }
 
@@ -457,13 +465,21 @@ static enum flush_result consumer_apply(struct consumer *c, size_t from, size_t 
 				return r;
 			return consumer_apply(c, mid, to);
 		case DB_GATED:
-			/* Nothing was wrong with the batch: wait for the dead letters, apply again.
+			/* Nothing was wrong with the batch: wait for its dead letters, apply again.
 			 */
-			if (c->drain_first == 0)
-				log_info("dead letters not acknowledged within %d ms; the next %d "
-				         "batches wait for theirs before the transaction",
-				         DLQ_GATE_MS, DLQ_DRAIN_FIRST);
-			c->drain_first = DLQ_DRAIN_FIRST;
+			if (!c->batch_gated)
+				c->slow_batches += !c->gate_failed;
+			c->batch_gated = true;
+			if (c->gate_failed || c->slow_batches >= DLQ_SLOW_BATCHES) {
+				if (c->drain_first == 0)
+					log_info("dead letters %s; the next %d batches wait for "
+					         "theirs before the transaction",
+					         c->gate_failed ? "failed to be delivered"
+					                        : "are slow to be acknowledged",
+					         DLQ_DRAIN_FIRST);
+				c->drain_first = DLQ_DRAIN_FIRST;
+				c->slow_batches = 0;
+			}
 			if (dlq_drain(c->dlq, c->stop, consumer_alive, c) != 0)
 				return FLUSH_ABANDONED;
 			continue;
@@ -578,6 +594,7 @@ static enum flush_result consumer_flush(struct consumer *c)
 	int64_t t_fill = mono_us();
 
 	c->gate_waited_us = 0;
+	c->batch_gated = false;
 	if (c->drain_first > 0) {
 		c->drain_first--;
 		if (dlq_drain(c->dlq, c->stop, consumer_alive, c) != 0)
@@ -587,6 +604,9 @@ static enum flush_result consumer_flush(struct consumer *c)
 	} else {
 		r = consumer_apply(c, 0, b->n_msgs);
 	}
+	/* Slow counts batches in a row that had dead letters to wait for. */
+	if (r == FLUSH_OK && c->batch_dead > 0 && !c->batch_gated)
+		c->slow_batches = 0;
 	if (log_enabled(LOG_DEBUG))
 		log_debug("batch of %zu messages: filled in %lld ms, applied in %lld ms, of which "
 		          "%lld ms waiting for dead letters (%s)",

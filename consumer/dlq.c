@@ -243,6 +243,11 @@ int dlq_settle(struct dlq *d, int timeout_ms)
 	return d->outstanding == 0 ? 0 : -1;
 }
 
+bool dlq_failing(const struct dlq *d)
+{
+	return d->failed != NULL;
+}
+
 size_t dlq_pending(const struct dlq *d)
 {
 	return d->outstanding;

@@ -11,6 +11,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct dlq;
@@ -41,6 +42,9 @@ int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop, void (*waiting)(void *
  * some are still on their way or failed (dlq_drain deals with those).
  */
 int dlq_settle(struct dlq *d, int timeout_ms);
+
+/* Whether a dead letter failed and waits for dlq_drain to send it again. */
+bool dlq_failing(const struct dlq *d);
 
 /* Dead letters queued and not yet acknowledged. */
 size_t dlq_pending(const struct dlq *d);
