@@ -465,8 +465,7 @@ static enum flush_result consumer_apply(struct consumer *c, size_t from, size_t 
 				return r;
 			return consumer_apply(c, mid, to);
 		case DB_GATED:
-			/* Nothing was wrong with the batch: wait for its dead letters, apply again.
-			 */
+			/* Nothing was wrong with the batch: wait for its dead letters, retry. */
 			if (!c->batch_gated)
 				c->slow_batches += !c->gate_failed;
 			c->batch_gated = true;
@@ -592,18 +591,15 @@ static enum flush_result consumer_flush(struct consumer *c)
 	if (b->n_msgs == 0)
 		return FLUSH_OK;
 	int64_t t_fill = mono_us();
+	bool drained = true;
 
 	c->gate_waited_us = 0;
 	c->batch_gated = false;
 	if (c->drain_first > 0) {
 		c->drain_first--;
-		if (dlq_drain(c->dlq, c->stop, consumer_alive, c) != 0)
-			r = FLUSH_ABANDONED;
-		else
-			r = consumer_apply(c, 0, b->n_msgs);
-	} else {
-		r = consumer_apply(c, 0, b->n_msgs);
+		drained = dlq_drain(c->dlq, c->stop, consumer_alive, c) == 0;
 	}
+	r = drained ? consumer_apply(c, 0, b->n_msgs) : FLUSH_ABANDONED;
 	/* Slow counts batches in a row that had dead letters to wait for. */
 	if (r == FLUSH_OK && c->batch_dead > 0 && !c->batch_gated)
 		c->slow_batches = 0;

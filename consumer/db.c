@@ -80,6 +80,11 @@ static const char sql_recovery_lock[] =
     "suppressed FROM recovery_state WHERE customer_id = ANY($1::text[]) "
     "ORDER BY customer_id COLLATE \"C\" FOR UPDATE";
 
+/* The staged state as recovery_state's columns customer_id .. suppressed. */
+#define RECOVERY_FROM_STAGE                                                                        \
+	"SELECT customer_id, negatives, "                                                          \
+	"timestamptz 'epoch' + last_trigger_us * interval '1 microsecond', suppressed"
+
 /*
  * The rows of the customers who had one, locked by now. An upsert probes
  * the primary key row by row, where UPDATE ... FROM the never-analysed
@@ -88,9 +93,8 @@ static const char sql_recovery_lock[] =
  */
 static const char sql_recovery_store[] =
     "INSERT INTO recovery_state AS s (customer_id, negatives, last_trigger_at, suppressed, "
-    "updated_at) SELECT customer_id, negatives, "
-    "timestamptz 'epoch' + last_trigger_us * interval '1 microsecond', suppressed, now() "
-    "FROM fc_stage_recovery WHERE existed ORDER BY customer_id COLLATE \"C\" "
+    "updated_at) " RECOVERY_FROM_STAGE
+    ", now() FROM fc_stage_recovery WHERE existed ORDER BY customer_id COLLATE \"C\" "
     "ON CONFLICT (customer_id) DO UPDATE SET negatives = excluded.negatives, "
     "suppressed = excluded.suppressed, last_trigger_at = excluded.last_trigger_at, "
     "updated_at = excluded.updated_at";
@@ -101,10 +105,9 @@ static const char sql_recovery_store[] =
  * customers and retries, and then locks that row.
  */
 static const char sql_recovery_create[] =
-    "INSERT INTO recovery_state (customer_id, negatives, last_trigger_at, suppressed) "
-    "SELECT customer_id, negatives, "
-    "timestamptz 'epoch' + last_trigger_us * interval '1 microsecond', suppressed "
-    "FROM fc_stage_recovery WHERE NOT existed ORDER BY customer_id COLLATE \"C\" "
+    "INSERT INTO recovery_state (customer_id, negatives, last_trigger_at, "
+    "suppressed) " RECOVERY_FROM_STAGE
+    " FROM fc_stage_recovery WHERE NOT existed ORDER BY customer_id COLLATE \"C\" "
     "ON CONFLICT DO NOTHING";
 
 static const char sql_outbox[] =
