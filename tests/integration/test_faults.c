@@ -725,6 +725,27 @@ static void test_database_rejects_one_row(void **state)
 }
 
 /*
+ * The dead-letter topic holds every malformed message of the reference run,
+ * each at least once, and nothing else.
+ */
+static void assert_dead_letters(struct world *w, const char *topic)
+{
+	char **keys = NULL;
+	size_t n = dlq_keys(w, topic, &keys), distinct = 0;
+
+	assert_true(n >= w->n_ref_dlq);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && strcmp(keys[i - 1], keys[i]) == 0)
+			continue;
+		if (distinct >= w->n_ref_dlq || strcmp(keys[i], w->ref_dlq[distinct]) != 0)
+			fail_msg("dead letter %s is not one of the reference run's", keys[i]);
+		distinct++;
+	}
+	assert_int_equal(distinct, w->n_ref_dlq);
+	keys_free(keys, n);
+}
+
+/*
  * The dead-letter topic refuses the next produce requests: the consumer
  * waits and sends again, skips nothing, and in the end holds every
  * malformed message of the reference run, each at least once.
@@ -736,8 +757,6 @@ static void test_dead_letter_topic_not_writable(void **state)
 	char log[] = "/tmp/fc-dlqw-XXXXXX";
 	const char *const extra[] = {"--topic.dlq=feedback.dlq.blocked", "--batch.max.events=500",
 	                             "--recovery.enabled=false", NULL};
-	char **keys = NULL;
-	size_t n, distinct = 0;
 
 	temp_log(log);
 	fx_migrate(w->conn, schema);
@@ -757,18 +776,7 @@ static void test_dead_letter_topic_not_writable(void **state)
 	/* It did meet the refusals, and waited. */
 	assert_true(log_has(log, "cannot write dead letters"));
 	assert_exact(w, schema, "g-dlqw");
-
-	n = dlq_keys(w, "feedback.dlq.blocked", &keys);
-	assert_true(n >= w->n_ref_dlq);
-	for (size_t i = 0; i < n; i++) {
-		if (i > 0 && strcmp(keys[i - 1], keys[i]) == 0)
-			continue;
-		if (distinct >= w->n_ref_dlq || strcmp(keys[i], w->ref_dlq[distinct]) != 0)
-			fail_msg("dead letter %s is not one of the reference run's", keys[i]);
-		distinct++;
-	}
-	assert_int_equal(distinct, w->n_ref_dlq);
-	keys_free(keys, n);
+	assert_dead_letters(w, "feedback.dlq.blocked");
 	unlink(log);
 	harness_drop_schema(w->conn, schema);
 	free(schema);
@@ -788,8 +796,6 @@ static void test_dead_letters_slow(void **state)
 	char log[] = "/tmp/fc-dlqs-XXXXXX";
 	const char *const extra[] = {"--topic.dlq=feedback.dlq.slow", "--batch.max.events=2000",
 	                             "--recovery.enabled=false", NULL};
-	char **keys = NULL;
-	size_t n, distinct = 0;
 
 	temp_log(log);
 	fx_migrate(w->conn, schema);
@@ -801,13 +807,7 @@ static void test_dead_letters_slow(void **state)
 	assert_true(log_has(log, "dead letters are slow to be acknowledged; the next 100 "
 	                         "batches wait for theirs before the transaction"));
 	assert_exact(w, schema, "g-dlqs");
-
-	n = dlq_keys(w, "feedback.dlq.slow", &keys);
-	for (size_t i = 0; i < n; i++)
-		if (i == 0 || strcmp(keys[i - 1], keys[i]) != 0)
-			distinct++;
-	assert_int_equal(distinct, w->n_ref_dlq);
-	keys_free(keys, n);
+	assert_dead_letters(w, "feedback.dlq.slow");
 	unlink(log);
 	harness_drop_schema(w->conn, schema);
 	free(schema);
