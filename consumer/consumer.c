@@ -33,6 +33,7 @@ struct consumer_metrics {
 struct part_state {
 	bool owned;
 	int64_t next; /* stored next offset in PostgreSQL; -1: none stored */
+	int64_t read; /* the offset after the last message taken; -1: none since assigned */
 };
 
 struct consumer {
@@ -66,12 +67,18 @@ struct consumer {
 	int slow_batches;       /* consecutive batches refused for slow dead letters */
 	bool in_group;          /* assigned (possibly nothing) and not lost since */
 	bool assigned_once;
+	bool streaming;       /* the last poll returned a message */
+	int64_t next_wake_us; /* consumer_wake_fetcher: not before */
+	int wake_cursor;      /* consumer_wake_fetcher: where the round starts */
 	unsigned long long exported_db_retries;
 	struct consumer_metrics m;
 	/* Read by the probes on the http thread. */
 	atomic_llong progress_us;
 	atomic_bool ready;
 };
+
+/* consumer_wake_fetcher: at most this often. */
+#define WAKE_INTERVAL_US 10000
 
 enum flush_result { FLUSH_OK, FLUSH_STALE, FLUSH_ABANDONED, FLUSH_FATAL };
 
@@ -337,6 +344,7 @@ static bool consumer_position(struct consumer *c, rd_kafka_topic_partition_list_
 			return false;
 		ps->owned = true;
 		ps->next = next;
+		ps->read = -1;
 		if (next >= 0)
 			tp->offset = next;
 		else
@@ -669,6 +677,7 @@ static void consumer_handle(struct consumer *c, rd_kafka_message_t *rkm)
 		c->batch_dead_channel[t]++;
 		c->batch_dead_reason[dr < DECODE_RESULT_COUNT ? dr : DECODE_DECODE_ERROR]++;
 	}
+	ps->read = rkm->offset + 1;
 	c->held[idx] = rkm;
 	return;
 oom:
@@ -804,9 +813,10 @@ static void consumer_report(struct consumer *c, bool force)
 		return;
 	c->next_report_us = now + 10 * 1000000LL;
 	log_info("consumed=%llu accepted=%llu duplicates=%llu dead_lettered=%llu batches=%llu "
-	         "db_retries=%llu triggers=%llu suppressed=%llu",
+	         "db_retries=%llu triggers=%llu suppressed=%llu fetch_wakeups=%llu",
 	         c->stats.consumed, c->stats.accepted, c->stats.duplicates, c->stats.dead_lettered,
-	         c->stats.batches, c->stats.db_retries, c->stats.triggers, c->stats.suppressed);
+	         c->stats.batches, c->stats.db_retries, c->stats.triggers, c->stats.suppressed,
+	         c->stats.fetch_wakeups);
 }
 
 /* librdkafka's statistics, every statistics.interval.ms: the lag of each partition. */
@@ -976,6 +986,54 @@ fail:
 	return NULL;
 }
 
+/*
+ * librdkafka before 2.1 stops fetching while its queue holds more than
+ * queued.max.messages.kbytes, and looks at the queue again only after up
+ * to a second (what 2.1 made fetch.queue.backoff.ms). A consumer that
+ * empties the queue sooner waits idle with a backlog on the broker: with
+ * a few MiB of queue, a quarter of every second. When the queue is empty
+ * although the last fetch showed more messages than were taken, seeking
+ * one such partition to its own position wakes the fetcher. Nothing is
+ * skipped or read twice: the position is the offset after the last
+ * message taken. Partitions take turns, since each broker has a fetcher.
+ */
+static void consumer_wake_fetcher(struct consumer *c)
+{
+	int64_t now = mono_us();
+	int total = 0;
+
+	/* Positions are about to move back to the stored offsets. */
+	if (c->need_resync || now < c->next_wake_us)
+		return;
+	c->next_wake_us = now + WAKE_INTERVAL_US;
+	for (int t = 0; t < CHANNEL_MAX; t++)
+		total += c->n_parts[t];
+	for (int k = 0; k < total; k++) {
+		int i = (c->wake_cursor + k) % total, t = 0;
+		struct part_state *ps;
+		int64_t lo, hi;
+		rd_kafka_topic_partition_list_t *list;
+		rd_kafka_error_t *error;
+
+		while (i >= c->n_parts[t])
+			i -= c->n_parts[t++];
+		ps = &c->parts[t][i];
+		if (!ps->owned || ps->read < 0 ||
+		    rd_kafka_get_watermark_offsets(c->rk, c->opts->topics[t], i, &lo, &hi) != 0 ||
+		    hi <= ps->read)
+			continue;
+		list = rd_kafka_topic_partition_list_new(1);
+		rd_kafka_topic_partition_list_add(list, c->opts->topics[t], i)->offset = ps->read;
+		error = rd_kafka_seek_partitions(c->rk, list, 0);
+		if (error)
+			rd_kafka_error_destroy(error);
+		rd_kafka_topic_partition_list_destroy(list);
+		c->stats.fetch_wakeups++;
+		c->wake_cursor = (c->wake_cursor + k + 1) % total;
+		return;
+	}
+}
+
 int consumer_run(struct consumer *c, volatile sig_atomic_t *stop)
 {
 	rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(CHANNEL_MAX);
@@ -1013,7 +1071,12 @@ int consumer_run(struct consumer *c, volatile sig_atomic_t *stop)
 			if (timeout > 100)
 				timeout = 100;
 		}
-		rkm = rd_kafka_consumer_poll(c->rk, timeout);
+		rkm = rd_kafka_consumer_poll(c->rk, c->streaming ? 0 : timeout);
+		if (rkm == NULL && c->streaming) {
+			consumer_wake_fetcher(c);
+			rkm = rd_kafka_consumer_poll(c->rk, timeout);
+		}
+		c->streaming = rkm != NULL;
 		if (rkm && rkm->err) {
 			if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 				log_warn("kafka: %s", rd_kafka_message_errstr(rkm));

@@ -40,8 +40,9 @@ struct consumer_stats {
 	unsigned long long db_retries;
 	unsigned long long rebalances;
 	unsigned long long stale_batches;
-	unsigned long long triggers;   /* queued in the outbox */
-	unsigned long long suppressed; /* negatives kept from triggering by the cooldown */
+	unsigned long long triggers;      /* queued in the outbox */
+	unsigned long long suppressed;    /* negatives kept from triggering by the cooldown */
+	unsigned long long fetch_wakeups; /* consumer_wake_fetcher's seeks */
 };
 
 struct consumer;

@@ -169,19 +169,17 @@ rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char 
 	rd_kafka_conf_set_log_cb(kb.conf, log_from_rdkafka);
 	/*
 	 * librdkafka prefetches up to 64 MiB by default; a few MiB ahead of the
-	 * batch are enough. While a transaction runs nobody drains the queue,
-	 * and what it holds then is what the next batch starts from: measured
-	 * with tests/bench/pipeline.sh, 4 MiB left the consumer waiting about
-	 * 40 ms per batch of 5000 for the fetch to catch up (36,000 events/s
-	 * from the first commit, 44 MiB resident); 6 MiB did not (45,000 to
-	 * 53,000 events/s, 53 MiB).
+	 * batch are enough, each queued message costing some 500 bytes besides
+	 * its payload. Over the limit, librdkafka 2.0 stops fetching for up to
+	 * a second; consumer.c wakes its fetcher when the queue runs dry before
+	 * that. Measured with tests/bench/pipeline.sh: 3 MiB, 42 MiB resident.
 	 * A negative rating waits for the fetch that brings it: with the
 	 * default fetch.wait.max.ms of 500 ms, the recovery benchmark measured
 	 * 400 ms from produce to transaction at the median, 45 ms with 20 ms.
 	 * Set before the user's kafka.* keys, which may override them.
 	 */
 	if (role == KCONF_CONSUMER &&
-	    (rd_kafka_conf_set(kb.conf, "queued.max.messages.kbytes", "6144", errstr,
+	    (rd_kafka_conf_set(kb.conf, "queued.max.messages.kbytes", "3072", errstr,
 	                       errstr_size) != RD_KAFKA_CONF_OK ||
 	     rd_kafka_conf_set(kb.conf, "fetch.wait.max.ms", "20", errstr, errstr_size) !=
 	         RD_KAFKA_CONF_OK ||

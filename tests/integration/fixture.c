@@ -5,6 +5,7 @@
 #include "migrate.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -373,21 +374,25 @@ long long fx_schema_diff(PGconn *conn, const char *a, const char *b)
 	return diff;
 }
 
-long long fx_log_consumed(const char *log_path)
+long long fx_log_counter(const char *log_path, const char *name)
 {
-	char line[4096];
-	long long consumed = -1;
+	char line[4096], key[64];
+	long long value = -1;
 	FILE *f = fopen(log_path, "r");
 
 	if (f == NULL)
 		fail_msg("cannot read %s", log_path);
+	snprintf(key, sizeof(key), "%s=", name);
 	while (fgets(line, sizeof(line), f)) {
-		const char *p = strstr(line, "consumed=");
-		if (p)
-			consumed = strtoll(p + strlen("consumed="), NULL, 10);
+		/* name=, not a longer name ending in it */
+		for (const char *p = strstr(line, key); p; p = strstr(p + 1, key))
+			if (p == line || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) {
+				value = strtoll(p + strlen(key), NULL, 10);
+				break;
+			}
 	}
 	fclose(f);
-	return consumed;
+	return value;
 }
 
 int fx_free_port(void)

@@ -58,8 +58,9 @@ pid_t fx_consumer_start(const struct fx_kafka *k, const char *schema, const char
 /* The same with stderr written to log_path (NULL: inherited). */
 pid_t fx_consumer_start_logged(const struct fx_kafka *k, const char *schema, const char *group,
                                const char *const *extra, const char *log_path);
-/* The counter consumed=N of the last statistics line in a consumer log, or -1. */
-long long fx_log_consumed(const char *log_path);
+/* The counter name=N (consumed, batches, ...) of the last statistics line in a consumer log, or -1.
+ */
+long long fx_log_counter(const char *log_path, const char *name);
 /* Sends sig, waits up to timeout_ms; returns the exit status, 128+signal, or -1 on timeout. */
 int fx_consumer_stop(pid_t pid, int sig, int timeout_ms);
 

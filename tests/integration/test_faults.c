@@ -814,6 +814,35 @@ static void test_dead_letters_slow(void **state)
 }
 
 /*
+ * A prefetch queue of 1 KiB, exceeded by every fetch: librdkafka 2.0 then
+ * stops fetching for up to a second each time, unless the consumer wakes
+ * it. The seeks that wake it must neither skip a message nor read one
+ * twice: every message is taken exactly once, with no rebalance.
+ */
+static void test_fetcher_woken(void **state)
+{
+	struct world *w = *state;
+	char *schema = harness_fresh_schema(w->conn, "fc_wake");
+	char log[] = "/tmp/fc-wake-XXXXXX";
+	const char *const extra[] = {"--topic.dlq=feedback.dlq.wake",
+	                             "--kafka.queued.max.messages.kbytes=1", NULL};
+
+	temp_log(log);
+	fx_migrate(w->conn, schema);
+	pid_t pid = track(fx_consumer_start_logged(&w->k, schema, "g-wake", extra, log));
+	fx_wait_offsets(w->conn, schema, "g-wake", w->gen.messages, 180000);
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 30000), 0);
+	assert_true(fx_log_counter(log, "fetch_wakeups") > 0);
+	assert_int_equal(fx_log_counter(log, "consumed"), w->gen.messages);
+	assert_int_equal(log_count(log, "assigned "), 1);
+	assert_exact(w, schema, "g-wake");
+	assert_dead_letters(w, "feedback.dlq.wake");
+	unlink(log);
+	harness_drop_schema(w->conn, schema);
+	free(schema);
+}
+
+/*
  * A is paused (SIGSTOP) holding a batch it has read but not written, long
  * enough for the group to give its partitions to B; B finishes everything.
  * Resumed, A's transaction must fail the compare and set of the stored
@@ -860,6 +889,7 @@ int main(void)
 	    cmocka_unit_test(test_dead_letter_topic_not_writable),
 	    cmocka_unit_test(test_dead_letters_slow),
 	    cmocka_unit_test(test_stale_replica),
+	    cmocka_unit_test(test_fetcher_woken),
 	    cmocka_unit_test(test_postgres_restart_mid_stream),
 	    cmocka_unit_test(test_postgres_down_at_start),
 	    cmocka_unit_test(test_probes_follow_postgres),

@@ -42,7 +42,7 @@ static void test_consumer_defaults(void **state)
 	assert_non_null(cfg);
 	conf = build(cfg, KCONF_CONSUMER);
 	assert_string_equal(property(conf, "fetch.wait.max.ms"), "20");
-	assert_string_equal(property(conf, "queued.max.messages.kbytes"), "6144");
+	assert_string_equal(property(conf, "queued.max.messages.kbytes"), "3072");
 	assert_string_equal(property(conf, "fetch.max.bytes"), "4194304");
 	assert_string_equal(property(conf, "max.partition.fetch.bytes"), "262144");
 	rd_kafka_conf_destroy(conf);
