@@ -42,12 +42,27 @@ consumers=()
 cleanup() {
   for pid in "${consumers[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   [ -n "$mock" ] && kill -TERM "$mock" 2>/dev/null || true
+  [ -n "${PSQL_PID:-}" ] && kill -TERM "$PSQL_PID" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
+now() {
+  local t=$EPOCHREALTIME
+  echo "${t/,/.}"
+}
+# The wait loop must not load the machine it measures: a psql started every
+# 50 ms took a sixth of both cores. One session answers every poll, and the
+# pause is a read that times out on a FIFO nobody writes to.
+mkfifo "$work/never"
+exec {never}<>"$work/never"
+coproc PSQL { psql -At -v ON_ERROR_STOP=1; }
+sql() {
+  echo "$1;" >&"${PSQL[1]}"
+  read -r -u "${PSQL[0]}" REPLY
+}
+pause() { read -r -t "$1" -u "$never" || true; }
 # "steal total" jiffies of all CPUs so far (/proc/stat: user nice system idle iowait irq softirq steal).
 cpu_jiffies() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 ticks=$(getconf CLK_TCK)
@@ -80,12 +95,13 @@ run_case() {
     consumers+=($!)
   done
   while [ "$stored" != "$total" ]; do
-    sleep 0.05
-    stored=$(psql -Atc "SELECT coalesce(sum(next_offset), 0) FROM $schema.consumer_offsets")
+    pause 0.05
+    sql "SELECT coalesce(sum(next_offset), 0) FROM $schema.consumer_offsets"
+    stored=$REPLY
     # The steady rate starts at the first commit: joining the group is not ingestion.
     if [ -z "$tf" ] && [ "$stored" != 0 ]; then tf=$(now); first=$stored; fi
-    for r in $(seq "$replicas"); do
-      kill -0 "${consumers[r - 1]}" 2>/dev/null || { cat "$work/consumer-$r.log" >&2; exit 1; }
+    for r in "${!consumers[@]}"; do
+      kill -0 "${consumers[r]}" 2>/dev/null || { cat "$work/consumer-$((r + 1)).log" >&2; exit 1; }
     done
   done
   t1=$(now)
