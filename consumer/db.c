@@ -881,12 +881,17 @@ out:
 	return st;
 }
 
+/*
+ * Written last in the transaction, the most shared rows last of all: every
+ * replica adds to the same few (bucket, channel) rows, and holds their locks
+ * from here to COMMIT. Agent rows, then channel rows, each in key order.
+ */
 static enum db_status db_add_aggregates(struct db *db, struct batch *b, size_t from, size_t to,
                                         char *errstr, size_t errstr_size)
 {
 	struct agg_row *ch = NULL, *ag = NULL;
 	size_t n_ch = 0, n_ag = 0;
-	enum db_status st;
+	enum db_status st = DB_OK;
 
 	if (batch_combine(b, from, to, &ch, &n_ch, &ag, &n_ag) != 0) {
 		snprintf(errstr, errstr_size, "combining the batch: out of memory");
@@ -900,17 +905,11 @@ static enum db_status db_add_aggregates(struct db *db, struct batch *b, size_t f
 		buf_counts(db, &ch[i].counts);
 		buf_sep(db, '\n');
 	}
-	if (n_ch > 0) {
+	if (n_ch > 0)
 		st = db_copy(db, "COPY fc_stage_channel FROM STDIN", "staging channel aggregates",
 		             errstr, errstr_size);
-		if (st == DB_OK)
-			st = db_exec(db, sql_channel, "adding channel aggregates", errstr,
-			             errstr_size);
-		if (st != DB_OK)
-			return st;
-	}
 	db->len = 0;
-	for (size_t i = 0; i < n_ag; i++) {
+	for (size_t i = 0; st == DB_OK && i < n_ag; i++) {
 		buf_time(db, ag[i].bucket * 1000000);
 		buf_sep(db, '\t');
 		buf_text(db, ag[i].agent_id);
@@ -919,15 +918,15 @@ static enum db_status db_add_aggregates(struct db *db, struct batch *b, size_t f
 		buf_counts(db, &ag[i].counts);
 		buf_sep(db, '\n');
 	}
-	if (n_ag > 0) {
+	if (st == DB_OK && n_ag > 0) {
 		st = db_copy(db, "COPY fc_stage_agent FROM STDIN", "staging agent aggregates",
 		             errstr, errstr_size);
 		if (st == DB_OK)
 			st = db_exec(db, sql_agent, "adding agent aggregates", errstr, errstr_size);
-		if (st != DB_OK)
-			return st;
 	}
-	return DB_OK;
+	if (st == DB_OK && n_ch > 0)
+		st = db_exec(db, sql_channel, "adding channel aggregates", errstr, errstr_size);
+	return st;
 }
 
 /* --- service recovery ---------------------------------------------------- */
@@ -1274,9 +1273,10 @@ enum db_status db_apply(struct db *db, const char *group, const char *const *top
 	if (st != DB_OK)
 		goto out;
 	if (n_new > 0) {
-		st = db_add_aggregates(db, b, from, to, errstr, errstr_size);
-		if (st == DB_OK && db->recovery)
+		if (db->recovery)
 			st = db_recover(db, b, from, to, errstr, errstr_size);
+		if (st == DB_OK)
+			st = db_add_aggregates(db, b, from, to, errstr, errstr_size);
 		if (st != DB_OK)
 			goto out;
 	}
