@@ -127,7 +127,10 @@ run_case() {
   c0=$(now)
   psql -qc "\\copy ${schema}_copy.ledger FROM '$work/ledger.copy'"
   c1=$(now)
-  PGOPTIONS="-c client_min_messages=warning" psql -qc "DROP SCHEMA ${schema}_copy CASCADE"
+  # Each case starts from a quiet cluster: no autovacuum of an earlier
+  # case's tables, no checkpoint writing its buffers, while the next runs.
+  PGOPTIONS="-c client_min_messages=warning" psql -qc "DROP SCHEMA ${schema}_copy CASCADE" \
+    -c "DROP SCHEMA $schema CASCADE" -c "CHECKPOINT"
 
   awk -v n="$name" -v e="$rows" -v a="$agents" -v t0="$t0" -v t1="$t1" -v c0="$c0" \
     -v c1="$c1" -v cpu="$cpu" -v rss="$rss" -v tf="$tf" -v first="$first" -v total="$total" \
