@@ -22,6 +22,8 @@ static const struct config_key keys[] = {
     {"batch.linger", CONFIG_DURATION, "20ms", 0, 60000, NULL,
      "longest wait to fill a batch after its first message"},
     {"batch.max.events", CONFIG_INT, "5000", 1, 1000000, NULL, "messages per transaction"},
+    {"consumer.workers", CONFIG_INT, "1", 1, 16, NULL,
+     "group members in this process, each with its own postgresql connection"},
     {"database.check.interval", CONFIG_DURATION, "5s", 100, DAY_MS, NULL,
      "while idle, how often /readyz checks that postgresql answers"},
     {"database.retry.max", CONFIG_DURATION, "30s", 100, DAY_MS, NULL,

@@ -26,7 +26,7 @@ struct consumer_metrics {
 	struct metric_family *batches, *batch_events, *tx_seconds;
 	struct metric_family *db_retries, *stale_batches, *rebalances;
 	struct metric_family *lag; /* topic, partition */
-	struct metric_family *triggers, *suppressed, *ready;
+	struct metric_family *triggers, *suppressed;
 };
 
 /* What this consumer knows of one partition. */
@@ -138,8 +138,7 @@ static void consumer_publish_health(struct consumer *c)
 		           (double)(c->stats.db_retries - c->exported_db_retries));
 		c->exported_db_retries = c->stats.db_retries;
 	}
-	if (atomic_exchange(&c->ready, ready) != ready)
-		metric_set(c->m.ready, NULL, ready);
+	atomic_store(&c->ready, ready);
 }
 
 /* Waiting for the dead-letter topic is progress too: a restart would not help. */
@@ -844,7 +843,7 @@ static int consumer_on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *
 			samples[i].values[1] = partitions[i];
 			samples[i].value = (double)lag[i].lag;
 		}
-		metric_replace(c->m.lag, samples, n);
+		metric_replace_owned(c->m.lag, c, samples, n);
 	}
 	free(partitions);
 	free(samples);
@@ -891,8 +890,6 @@ static void consumer_register_metrics(struct consumer *c, struct metrics *reg)
 	m->suppressed =
 	    metrics_counter(reg, "feedback_recovery_suppressed_total",
 	                    "Negative events kept from triggering by the cooldown.", NULL);
-	m->ready = metrics_gauge(reg, "feedback_ready",
-	                         "1 when connected to postgresql and a member of the group.", NULL);
 	/* Every series exists from the start, so rates and alerts see the first event. */
 	for (int t = 0; t < CHANNEL_MAX; t++)
 		for (int o = 0; o < 3; o++) {

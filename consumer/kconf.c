@@ -157,6 +157,9 @@ static void log_from_rdkafka(const rd_kafka_t *rk, int level, const char *fac, c
 	log_write(lv, NULL, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, clean);
 }
 
+/* The consumers' prefetch per process, in KiB. */
+#define PREFETCH_KB 3072
+
 rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char *errstr,
                            size_t errstr_size)
 {
@@ -172,14 +175,20 @@ rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char 
 	 * batch are enough, each queued message costing some 500 bytes besides
 	 * its payload. Over the limit, librdkafka 2.0 stops fetching for up to
 	 * a second; consumer.c wakes its fetcher when the queue runs dry before
-	 * that. Measured with tests/bench/pipeline.sh: 3 MiB, 42 MiB resident.
+	 * that. The consumers of one process (consumer.workers) share 3 MiB.
+	 * Measured with tests/bench/pipeline.sh: 42 MiB resident with one
+	 * consumer, 51 MiB with two.
 	 * A negative rating waits for the fetch that brings it: with the
 	 * default fetch.wait.max.ms of 500 ms, the recovery benchmark measured
 	 * 400 ms from produce to transaction at the median, 45 ms with 20 ms.
 	 * Set before the user's kafka.* keys, which may override them.
 	 */
+	char prefetch[16];
+
+	snprintf(prefetch, sizeof(prefetch), "%lld",
+	         (long long)(PREFETCH_KB / config_get_int(cfg, "consumer.workers")));
 	if (role == KCONF_CONSUMER &&
-	    (rd_kafka_conf_set(kb.conf, "queued.max.messages.kbytes", "3072", errstr,
+	    (rd_kafka_conf_set(kb.conf, "queued.max.messages.kbytes", prefetch, errstr,
 	                       errstr_size) != RD_KAFKA_CONF_OK ||
 	     rd_kafka_conf_set(kb.conf, "fetch.wait.max.ms", "20", errstr, errstr_size) !=
 	         RD_KAFKA_CONF_OK ||

@@ -13,6 +13,13 @@ static enum log_level threshold = LOG_INFO;
 static bool as_json = true;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+/* The consumer a thread runs, on each of its lines; -1: none. */
+static _Thread_local int worker = -1;
+
+void log_set_worker(int w)
+{
+	worker = w;
+}
 
 void log_setup(enum log_level level, enum log_format format)
 {
@@ -133,6 +140,8 @@ static void write_json(enum log_level level, const struct log_ctx *ctx, const ch
 	json_object_set_new(obj, "level", json_string(level_names[level]));
 	/* msg is valid UTF-8 already; jansson escapes quotes and control characters. */
 	json_object_set_new(obj, "msg", json_string(msg));
+	if (worker >= 0)
+		json_object_set_new(obj, "worker", json_integer(worker));
 	if (ctx && ctx->topic) {
 		char topic[1024];
 
@@ -170,6 +179,11 @@ static void write_text(enum log_level level, const struct log_ctx *ctx, const ch
 	if (n < 0)
 		return;
 	size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+	if (worker >= 0 && len < sizeof(line) - 1) {
+		n = snprintf(line + len, sizeof(line) - len, " worker=%d", worker);
+		if (n > 0)
+			len = len + (size_t)n < sizeof(line) ? len + (size_t)n : sizeof(line) - 1;
+	}
 	if (ctx && ctx->topic && len < sizeof(line) - 1) {
 		n = snprintf(line + len, sizeof(line) - len, " [%s/%d@%lld]", ctx->topic,
 		             (int)ctx->partition, (long long)ctx->offset);

@@ -23,6 +23,8 @@ struct log_ctx {
 
 /* Sets the threshold and the format (AUTO: text on a terminal, else JSON). */
 void log_setup(enum log_level level, enum log_format format);
+/* Tags the calling thread's lines with consumer number w ("worker"); -1 stops. */
+void log_set_worker(int w);
 /* "debug", "info", "warn", "error" to a level; -1 when unknown. */
 int log_level_parse(const char *s);
 /* True when lines of level would be written. */

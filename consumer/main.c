@@ -216,32 +216,51 @@ struct run_state {
 	struct metrics *metrics; /* NULL when http.port is 0 */
 	struct http_opts http_opts;
 	int64_t liveness_timeout_ms;
-	struct consumer *c;
+	struct worker *workers;
+	int n_workers;
 	struct publisher *pub;
 	struct http *http;
-	struct metric_family *sent, *failed, *backlog, *oldest;
+	struct metric_family *sent, *failed, *backlog, *oldest, *ready;
 };
 
+/* One consumer of the process: a member of the group with its own connections. */
+struct worker {
+	struct consumer *c;
+	int index;
+	int rc;
+	pthread_t thread;
+};
+
+/* Live when every consumer is; the detail is that of the first that is not. */
 static bool probe_live(void *arg, char *detail, size_t detail_size)
 {
 	struct run_state *rs = arg;
 
-	return consumer_live(rs->c, rs->liveness_timeout_ms, detail, detail_size);
+	for (int i = 0; i < rs->n_workers; i++)
+		if (!consumer_live(rs->workers[i].c, rs->liveness_timeout_ms, detail, detail_size))
+			return false;
+	return true;
 }
 
 static bool probe_ready(void *arg, char *detail, size_t detail_size)
 {
 	struct run_state *rs = arg;
 
-	return consumer_ready(rs->c, detail, detail_size);
+	for (int i = 0; i < rs->n_workers; i++)
+		if (!consumer_ready(rs->workers[i].c, detail, detail_size))
+			return false;
+	return rs->n_workers > 0;
 }
 
-/* The publisher keeps its own counters; they are read at each scrape. */
+/* The publisher keeps its own counters, the consumers their readiness; read at each scrape. */
 static void collect_publisher(void *arg)
 {
 	struct run_state *rs = arg;
 	struct publisher_stats s;
 
+	char detail[128];
+
+	metric_set(rs->ready, NULL, probe_ready(rs, detail, sizeof(detail)));
 	if (rs->pub == NULL)
 		return;
 	publisher_stats(rs->pub, &s);
@@ -266,11 +285,26 @@ static int run_metrics_setup(struct run_state *rs)
 	                            "Unsent recovery triggers in the outbox.", NULL);
 	rs->oldest = metrics_gauge(m, "feedback_recovery_outbox_oldest_age_seconds",
 	                           "Age of the oldest unsent recovery trigger; 0 when none.", NULL);
-	if (!rs->sent || !rs->failed || !rs->backlog || !rs->oldest)
+	rs->ready = metrics_gauge(
+	    m, "feedback_ready", "1 when connected to postgresql and a member of the group.", NULL);
+	if (!rs->sent || !rs->failed || !rs->backlog || !rs->oldest || !rs->ready)
 		return -1;
 	if (metrics_add_process(m) != 0 || metrics_on_collect(m, collect_publisher, rs) != 0)
 		return -1;
 	return 0;
+}
+
+/* Runs one consumer until stop; a consumer that fails stops the others too. */
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->index > 0)
+		log_set_worker(w->index);
+	w->rc = consumer_run(w->c, &stop);
+	if (w->rc != 0)
+		stop = 1;
+	return NULL;
 }
 
 static int run_service(const struct config *cfg, struct run_state *rs)
@@ -307,10 +341,11 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 	};
 	static volatile sig_atomic_t publisher_stop;
 	char errstr[512];
-	rd_kafka_conf_t *cconf = NULL, *pconf = NULL, *rconf = NULL;
-	struct consumer *c = NULL;
+	rd_kafka_conf_t *rconf = NULL;
+	struct worker *workers = NULL;
+	rd_kafka_conf_t **confs = NULL; /* consumer and producer of each worker */
 	struct publisher *pub = NULL;
-	int rc = EXIT_FAILURE;
+	int rc = EXIT_FAILURE, n, n_started = 0;
 
 	rules_policy_defaults(&recovery);
 	recovery.critical_nps_max = (int)config_get_int(cfg, "recovery.critical.nps.max");
@@ -331,45 +366,56 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 	for (int t = 0; t < CHANNEL_MAX; t++)
 		opts.topics[t] = config_get(cfg, topic_keys[t]);
 	opts.metrics = rs->metrics;
-	cconf = kconf_new(cfg, KCONF_CONSUMER, errstr, sizeof(errstr));
-	/* The consumer lag gauges come from librdkafka's statistics. */
-	if (cconf && rs->metrics && config_get(cfg, "kafka.statistics.interval.ms")[0] == '\0')
-		rd_kafka_conf_set(cconf, "statistics.interval.ms", "5000", errstr, sizeof(errstr));
-	if (cconf)
-		pconf = kconf_new(cfg, KCONF_PRODUCER, errstr, sizeof(errstr));
-	if (pconf && opts.recovery)
+	n = (int)config_get_int(cfg, "consumer.workers");
+	workers = calloc((size_t)n, sizeof(*workers));
+	confs = calloc(2 * (size_t)n, sizeof(*confs));
+	if (workers == NULL || confs == NULL) {
+		log_error("out of memory");
+		goto out;
+	}
+	/* Every configuration is checked before anything connects. */
+	for (int i = 0; i < n; i++) {
+		rd_kafka_conf_t *cconf = kconf_new(cfg, KCONF_CONSUMER, errstr, sizeof(errstr));
+
+		/* The consumer lag gauges come from librdkafka's statistics. */
+		if (cconf && rs->metrics &&
+		    config_get(cfg, "kafka.statistics.interval.ms")[0] == '\0')
+			rd_kafka_conf_set(cconf, "statistics.interval.ms", "5000", errstr,
+			                  sizeof(errstr));
+		confs[2 * i] = cconf;
+		if (cconf == NULL || (confs[2 * i + 1] = kconf_new(cfg, KCONF_PRODUCER, errstr,
+		                                                   sizeof(errstr))) == NULL)
+			break;
+	}
+	if (confs[2 * n - 1] && opts.recovery)
 		rconf = kconf_new(cfg, KCONF_PRODUCER, errstr, sizeof(errstr));
-	if (pconf == NULL || (opts.recovery && rconf == NULL)) {
+	if (confs[2 * n - 1] == NULL || (opts.recovery && rconf == NULL)) {
 		log_error("%s", errstr);
-		if (cconf)
-			rd_kafka_conf_destroy(cconf);
-		if (pconf)
-			rd_kafka_conf_destroy(pconf);
-		return EXIT_USAGE;
+		rc = EXIT_USAGE;
+		goto out;
 	}
 	if (rconf) {
 		pub = publisher_new(&popts, rconf, errstr, sizeof(errstr));
 		rconf = NULL; /* taken by publisher_new, also on failure */
 		if (pub == NULL) {
 			log_error("cannot start the recovery publisher: %s", errstr);
-			rd_kafka_conf_destroy(cconf);
-			rd_kafka_conf_destroy(pconf);
-			return EXIT_FAILURE;
+			goto out;
 		}
 	}
-	c = consumer_new(&opts, cconf, pconf, errstr, sizeof(errstr));
-	cconf = pconf = NULL; /* taken by consumer_new, also on failure */
-	if (c == NULL) {
-		log_error("cannot start the consumer: %s", errstr);
-		publisher_destroy(pub);
-		return EXIT_FAILURE;
+	for (int i = 0; i < n; i++) {
+		workers[i].index = i;
+		workers[i].c =
+		    consumer_new(&opts, confs[2 * i], confs[2 * i + 1], errstr, sizeof(errstr));
+		confs[2 * i] = confs[2 * i + 1] = NULL; /* taken by consumer_new, also on failure */
+		if (workers[i].c == NULL) {
+			log_error("cannot start the consumer: %s", errstr);
+			goto out;
+		}
 	}
 
 	if (watchdog_start(config_get_int(cfg, "shutdown.timeout")) != 0) {
 		log_error("cannot start the shutdown watchdog: %s", strerror(errno));
-		publisher_destroy(pub);
-		consumer_destroy(c);
-		return EXIT_FAILURE;
+		goto out;
 	}
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
@@ -379,32 +425,59 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 
 	if (pub && publisher_start(pub, &publisher_stop, errstr, sizeof(errstr)) != 0) {
 		log_error("%s", errstr);
-		watchdog_stop();
-		publisher_destroy(pub);
-		consumer_destroy(c);
-		return EXIT_FAILURE;
+		goto out;
 	}
-	rs->c = c;
+	rs->workers = workers;
+	rs->n_workers = n;
 	rs->pub = pub;
 	if (rs->metrics) {
 		rs->http = http_new(&rs->http_opts, errstr, sizeof(errstr));
 		if (rs->http == NULL) {
 			log_error("%s", errstr);
-			watchdog_stop();
-			publisher_stop = 1;
-			publisher_destroy(pub);
-			consumer_destroy(c);
-			return EXIT_FAILURE;
+			goto out;
 		}
 	}
-	if (consumer_run(c, &stop) == 0)
-		rc = EXIT_SUCCESS;
+	/* Worker 0 runs on this thread; with several, every line names its worker. */
+	for (int i = 1; i < n; i++) {
+		int err = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+
+		if (err) {
+			log_error("cannot start consumer %d: %s", i, strerror(err));
+			stop = 1;
+			n_started = i;
+			break;
+		}
+		n_started = i + 1;
+	}
+	if (n_started == 0)
+		n_started = 1;
+	if (n > 1)
+		log_set_worker(0);
+	worker_main(&workers[0]);
+	log_set_worker(-1);
+	rc = EXIT_SUCCESS;
+	for (int i = 0; i < n_started; i++) {
+		if (i > 0)
+			pthread_join(workers[i].thread, NULL);
+		if (workers[i].rc != 0)
+			rc = EXIT_FAILURE;
+	}
+	if (n_started < n)
+		rc = EXIT_FAILURE;
+out:
 	http_destroy(rs->http);
 	rs->http = NULL;
+	rs->n_workers = 0;
 	/* The publisher stops last, so the triggers of the final batch go out. */
 	publisher_stop = 1;
 	publisher_destroy(pub);
-	consumer_destroy(c);
+	for (int i = 0; workers && i < n; i++)
+		consumer_destroy(workers[i].c);
+	for (int i = 0; confs && i < 2 * n; i++)
+		if (confs[i])
+			rd_kafka_conf_destroy(confs[i]);
+	free(confs);
+	free(workers);
 	watchdog_stop();
 	return rc;
 }

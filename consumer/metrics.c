@@ -16,6 +16,7 @@ enum { MAX_COLLECTORS = 8 };
 
 struct series {
 	char *values[METRIC_MAX_LABELS];
+	const void *owner; /* metric_replace_owned: who set it */
 	double value;      /* counter, gauge */
 	uint64_t *buckets; /* histogram: per bucket, not cumulative; n_bounds + 1 (+Inf) */
 	double sum;
@@ -159,6 +160,13 @@ static struct metric_family *family_new(struct metrics *m, enum metric_type type
 	if (f->n_labels == 0 && series_get(f, NULL) == NULL)
 		goto fail;
 	pthread_mutex_lock(&m->lock);
+	/* Registered again (another consumer of the process): the one family. */
+	for (struct metric_family *g = m->first; g; g = g->next)
+		if (strcmp(g->name, name) == 0) {
+			pthread_mutex_unlock(&m->lock);
+			metric_free(f);
+			return g->type == type ? g : NULL;
+		}
 	if (m->last)
 		m->last->next = f;
 	else
@@ -242,17 +250,31 @@ void metric_touch(struct metric_family *f, const char *const *values)
 
 void metric_replace(struct metric_family *f, const struct metric_sample *samples, size_t n)
 {
+	metric_replace_owned(f, NULL, samples, n);
+}
+
+void metric_replace_owned(struct metric_family *f, const void *owner,
+                          const struct metric_sample *samples, size_t n)
+{
+	size_t kept = 0;
+
 	if (f == NULL || f->type == METRIC_HISTOGRAM)
 		return;
 	pthread_mutex_lock(&f->m->lock);
-	for (size_t i = 0; i < f->n; i++)
-		series_release(&f->s[i]);
-	f->n = 0;
+	for (size_t i = 0; i < f->n; i++) {
+		if (owner == NULL || f->s[i].owner == owner)
+			series_release(&f->s[i]);
+		else
+			f->s[kept++] = f->s[i];
+	}
+	f->n = kept;
 	for (size_t i = 0; i < n; i++) {
 		struct series *s = series_get(f, samples[i].values);
 
-		if (s)
+		if (s) {
 			s->value = samples[i].value;
+			s->owner = owner;
+		}
 	}
 	pthread_mutex_unlock(&f->m->lock);
 }

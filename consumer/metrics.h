@@ -27,7 +27,9 @@ struct metrics *metrics_new(void);
 void metrics_destroy(struct metrics *m);
 
 /*
- * Registers a family. labels names its labels, comma separated ("channel,
+ * Registers a family, or returns the one registered under name before
+ * (NULL if of another type): every consumer of a process adds to the same
+ * counters. labels names its labels, comma separated ("channel,
  * outcome" without spaces), or NULL; bounds are the ascending upper bounds
  * of a histogram's buckets (copied; +Inf is implied). Returns the family,
  * owned by m, or NULL when out of memory. A NULL m gives NULL, and every
@@ -61,6 +63,14 @@ struct metric_sample {
 
 /* Replaces every series of gauge f by samples s[0..n) at once. */
 void metric_replace(struct metric_family *f, const struct metric_sample *s, size_t n);
+
+/*
+ * Replaces the series that owner set last by s[0..n), leaving those of
+ * other owners: each consumer of a process exports the lag of its own
+ * partitions. A series of another owner with the same labels passes to owner.
+ */
+void metric_replace_owned(struct metric_family *f, const void *owner, const struct metric_sample *s,
+                          size_t n);
 
 /* The value of a counter or gauge series, or of a histogram's count; 0 when absent. */
 double metric_value(struct metric_family *f, const char *const *values);

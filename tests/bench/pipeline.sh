@@ -16,9 +16,11 @@
 #     the consumer ran: on a shared virtual machine the rates move with it;
 #   - the ceiling: COPY of the same ledger rows into an empty ledger of the
 #     same schema, in rows/s, and the ratios of both rates to it.
-# Cases: 100 agents, 100,000 agents, and 100 agents with twice the backlog;
-# then the first case again with two consumer processes in one group, the
-# way the service scales out (CPU summed over both, RSS of the larger).
+# Cases: 100 agents, 100,000 agents, and 100 agents with twice the backlog,
+# each with one process of two consumers (--consumer.workers=2, one per
+# core); then the first case with two processes of one consumer each, the
+# way the service scales out (CPU summed over both, RSS of the larger); and
+# last the first case with one consumer, the baseline of the other two.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -67,9 +69,9 @@ pause() { read -r -t "$1" -u "$never" || true; }
 cpu_jiffies() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 ticks=$(getconf CLK_TCK)
 
-# run_case NAME EVENTS AGENTS [REPLICAS]: prints one line of figures.
+# run_case NAME EVENTS AGENTS REPLICAS WORKERS: prints one line of figures.
 run_case() {
-  local name=$1 events=$2 agents=$3 replicas=${4:-1} schema="bench_$1"
+  local name=$1 events=$2 agents=$3 replicas=$4 workers=$5 schema="bench_$1"
   [ "$only" = "  " ] || [[ $only == *" $name "* ]] || return 0
   rm -f "$work/bootstrap"
   "$bin" kafka-mock --partitions 16 --bootstrap-file "$work/bootstrap" >/dev/null &
@@ -91,7 +93,7 @@ run_case() {
   consumers=()
   for r in $(seq "$replicas"); do
     "$bin" run --kafka.bootstrap.servers="$bootstrap" --database.schema="$schema" \
-      --http.port=0 --log.level=warn 2>"$work/consumer-$r.log" &
+      --consumer.workers="$workers" --http.port=0 --log.level=warn 2>"$work/consumer-$r.log" &
     consumers+=($!)
   done
   while [ "$stored" != "$total" ]; do
@@ -149,15 +151,19 @@ run_case() {
 echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $base events"
 printf "%-10s %9s %7s %9s %10s %10s %9s %8s %11s %6s %6s %6s\n" case events agents seconds events/s \
   steady/s cpu_s/M rss_MiB copy_rows/s ratio steady steal%
-run_case agents100 "$base" 100
-run_case agents100k "$base" 100000
-run_case backlog2x $((base * 2)) 100
-run_case replicas2 "$base" 100 2
+run_case agents100 "$base" 100 1 2
+run_case agents100k "$base" 100000 1 2
+run_case backlog2x $((base * 2)) 100 1 2
+run_case replicas2 "$base" 100 2 1
+run_case oneworker "$base" 100 1 1
 awk '{ cost[$1] = $7; rate[$1] = $5; steady[$1] = $6 } END {
   if (cost["agents100"] && cost["agents100k"] && cost["backlog2x"])
     printf "cost per event: 100,000 vs 100 agents x%.2f; 2x backlog vs 1x x%.2f\n",
       cost["agents100k"] / cost["agents100"], cost["backlog2x"] / cost["agents100"]
+  if (rate["agents100"] && rate["oneworker"])
+    printf "one process, two consumers vs one: events/s x%.2f end to end, x%.2f from the first commit\n",
+      rate["agents100"] / rate["oneworker"], steady["agents100"] / steady["oneworker"]
   if (rate["agents100"] && rate["replicas2"])
-    printf "two replicas vs one: events/s x%.2f end to end, x%.2f from the first commit\n",
+    printf "two processes of one consumer vs one of two: events/s x%.2f end to end, x%.2f from the first commit\n",
       rate["replicas2"] / rate["agents100"], steady["replicas2"] / steady["agents100"]
 }' "$work/results"

@@ -374,16 +374,23 @@ long long fx_schema_diff(PGconn *conn, const char *a, const char *b)
 	return diff;
 }
 
-long long fx_log_counter(const char *log_path, const char *name)
+long long fx_log_counter(const char *log_path, const char *name, int worker)
 {
-	char line[4096], key[64];
+	char line[4096], key[64], tag[32];
 	long long value = -1;
 	FILE *f = fopen(log_path, "r");
 
 	if (f == NULL)
 		fail_msg("cannot read %s", log_path);
 	snprintf(key, sizeof(key), "%s=", name);
+	snprintf(tag, sizeof(tag), " worker=%d", worker);
 	while (fgets(line, sizeof(line), f)) {
+		/* The worker follows the message; the context, if any, comes after it. */
+		const char *w = worker >= 0 ? strstr(line, tag) : NULL;
+
+		if (worker >= 0 &&
+		    (w == NULL || !(w[strlen(tag)] == '\n' || w[strlen(tag)] == ' ')))
+			continue;
 		/* name=, not a longer name ending in it */
 		for (const char *p = strstr(line, key); p; p = strstr(p + 1, key))
 			if (p == line || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) {

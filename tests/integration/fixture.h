@@ -58,9 +58,12 @@ pid_t fx_consumer_start(const struct fx_kafka *k, const char *schema, const char
 /* The same with stderr written to log_path (NULL: inherited). */
 pid_t fx_consumer_start_logged(const struct fx_kafka *k, const char *schema, const char *group,
                                const char *const *extra, const char *log_path);
-/* The counter name=N (consumed, batches, ...) of the last statistics line in a consumer log, or -1.
+/*
+ * The counter name=N (consumed, batches, ...) of the last statistics line in
+ * consumer log (as fx_consumer_start writes it), of consumer worker (-1: of any); -1
+ * when none.
  */
-long long fx_log_counter(const char *log_path, const char *name);
+long long fx_log_counter(const char *log_path, const char *name, int worker);
 /* Sends sig, waits up to timeout_ms; returns the exit status, 128+signal, or -1 on timeout. */
 int fx_consumer_stop(pid_t pid, int sig, int timeout_ms);
 

@@ -141,8 +141,8 @@ static void run_two_consumers(struct world *w, const char *strategy)
 	assert_int_equal(ledger_rows(w->conn, schema), w->gen.events);
 	assert_int_equal(fx_schema_diff(w->conn, w->ref, schema), 0);
 	/* Both did part of the work. */
-	long long by_a = fx_log_counter(log_a, "consumed"),
-	          by_b = fx_log_counter(log_b, "consumed");
+	long long by_a = fx_log_counter(log_a, "consumed", -1),
+	          by_b = fx_log_counter(log_b, "consumed", -1);
 	print_message("%s: consumer A read %lld messages, B %lld\n", strategy, by_a, by_b);
 	assert_true(by_a > 0);
 	assert_true(by_b > 0);
@@ -163,12 +163,45 @@ static void test_two_consumers_cooperative(void **state)
 	run_two_consumers(*state, "cooperative-sticky");
 }
 
+/*
+ * One process, two consumers (consumer.workers=2): each a member of the
+ * group with its own partitions and connections, each line of the log
+ * naming its worker. Same figures as one consumer; both did part of it.
+ */
+static void test_two_workers_in_one_process(void **state)
+{
+	struct world *w = *state;
+	char *schema = harness_fresh_schema(w->conn, "fc_wrk");
+	const char *const extra[] = {"--consumer.workers=2", "--batch.max.events=500", NULL};
+	char log[] = "/tmp/fc-wrk-XXXXXX";
+
+	close(mkstemp(log));
+	fx_migrate(w->conn, schema);
+	pid_t pid = fx_consumer_start_logged(&w->k, schema, "g-wrk", extra, log);
+	fx_wait_offsets(w->conn, schema, "g-wrk", w->gen.messages, 120000);
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 15000), 0);
+
+	assert_int_equal(ledger_rows(w->conn, schema), w->gen.events);
+	assert_int_equal(fx_schema_diff(w->conn, w->ref, schema), 0);
+	long long by_0 = fx_log_counter(log, "consumed", 0),
+	          by_1 = fx_log_counter(log, "consumed", 1);
+	print_message("worker 0 read %lld messages, worker 1 %lld\n", by_0, by_1);
+	assert_true(by_0 > 0);
+	assert_true(by_1 > 0);
+	assert_true(by_0 + by_1 >= w->gen.messages);
+	assert_int_equal(fx_log_counter(log, "consumed", 2), -1);
+	unlink(log);
+	harness_drop_schema(w->conn, schema);
+	free(schema);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sigkill_mid_batch_then_restart),
 	    cmocka_unit_test(test_two_consumers_eager),
 	    cmocka_unit_test(test_two_consumers_cooperative),
+	    cmocka_unit_test(test_two_workers_in_one_process),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

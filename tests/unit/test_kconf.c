@@ -32,7 +32,7 @@ static rd_kafka_conf_t *build(struct config *cfg, enum kconf_role role)
 	return conf;
 }
 
-/* A negative rating waits at most 20 ms for its fetch; 4 MiB are prefetched. */
+/* A negative rating waits at most 20 ms for its fetch; 3 MiB are prefetched. */
 static void test_consumer_defaults(void **state)
 {
 	struct config *cfg = config_new();
@@ -47,6 +47,28 @@ static void test_consumer_defaults(void **state)
 	assert_string_equal(property(conf, "max.partition.fetch.bytes"), "262144");
 	rd_kafka_conf_destroy(conf);
 	config_destroy(cfg);
+}
+
+/* The consumers of one process share the prefetch. */
+static void test_workers_share_the_prefetch(void **state)
+{
+	static const char *const cases[][2] = {{"2", "1536"}, {"3", "1024"}, {"16", "192"}};
+	char err[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		struct config *cfg = config_new();
+		rd_kafka_conf_t *conf;
+
+		assert_non_null(cfg);
+		assert_int_equal(config_set(cfg, "consumer.workers", cases[i][0], CONFIG_SRC_FLAG,
+		                            err, sizeof(err)),
+		                 0);
+		conf = build(cfg, KCONF_CONSUMER);
+		assert_string_equal(property(conf, "queued.max.messages.kbytes"), cases[i][1]);
+		rd_kafka_conf_destroy(conf);
+		config_destroy(cfg);
+	}
 }
 
 static void test_user_keys_win(void **state)
@@ -73,6 +95,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_consumer_defaults),
+	    cmocka_unit_test(test_workers_share_the_prefetch),
 	    cmocka_unit_test(test_user_keys_win),
 	};
 

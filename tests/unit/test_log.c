@@ -4,6 +4,7 @@
  * the text; in text form, still one line.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -116,6 +117,38 @@ static void test_text_line(void **state)
 	free(line);
 }
 
+/* A consumer thread of several tags its lines; another thread's stay untagged. */
+static void *log_from_thread(void *arg)
+{
+	return capture(LOG_INFO, NULL, arg);
+}
+
+static void test_worker_tag(void **state)
+{
+	pthread_t t;
+	void *other;
+	char *line;
+
+	(void)state;
+	log_setup(LOG_INFO, LOG_FORMAT_JSON);
+	log_set_worker(1);
+	line = capture(LOG_INFO, NULL, "assigned");
+	assert_non_null(strstr(line, "\"msg\":\"assigned\",\"worker\":1}\n"));
+	free(line);
+	log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+	line = capture(LOG_INFO, NULL, "assigned");
+	assert_non_null(strstr(line, " info  assigned worker=1\n"));
+	free(line);
+	assert_int_equal(pthread_create(&t, NULL, log_from_thread, "elsewhere"), 0);
+	assert_int_equal(pthread_join(t, &other), 0);
+	assert_non_null(strstr(other, " info  elsewhere\n"));
+	free(other);
+	log_set_worker(-1);
+	line = capture(LOG_INFO, NULL, "assigned");
+	assert_non_null(strstr(line, " info  assigned\n"));
+	free(line);
+}
+
 /* log_setup(level, LOG_FORMAT_AUTO) with stderr on fd for the moment. */
 static void setup_auto_on(int fd)
 {
@@ -161,10 +194,9 @@ static void test_auto_format(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_utf8_clean),
-	    cmocka_unit_test(test_json_line),
-	    cmocka_unit_test(test_text_line),
-	    cmocka_unit_test(test_auto_format),
+	    cmocka_unit_test(test_utf8_clean), cmocka_unit_test(test_json_line),
+	    cmocka_unit_test(test_text_line),  cmocka_unit_test(test_auto_format),
+	    cmocka_unit_test(test_worker_tag),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

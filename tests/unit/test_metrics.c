@@ -164,6 +164,53 @@ static void test_numbers_touch_replace(void **state)
 	metrics_destroy(m);
 }
 
+/* Two consumers of one process: one family each name, and each its own lag series. */
+static void test_shared_families_and_owned_series(void **state)
+{
+	struct metrics *m = metrics_new();
+	struct metric_family *c1 = metrics_counter(m, "t_total", "Events.", NULL);
+	struct metric_family *c2 = metrics_counter(m, "t_total", "Events.", NULL);
+	struct metric_family *g1 = metrics_gauge(m, "t_lag", "Lag.", "p");
+	struct metric_family *g2 = metrics_gauge(m, "t_lag", "Lag.", "p");
+	int w1, w2;
+	struct metric_sample s1[2] = {{{"0"}, 5}, {{"1"}, 6}}, s2[1] = {{{"2"}, 7}};
+	struct metric_sample s1b[1] = {{{"1"}, 3}}, moved[1] = {{{"2"}, 9}};
+	char *text;
+
+	(void)state;
+	assert_ptr_equal(c1, c2);
+	assert_ptr_equal(g1, g2);
+	/* The same name as another type is refused. */
+	assert_null(metrics_gauge(m, "t_total", "Events.", NULL));
+	metric_add(c1, NULL, 2);
+	metric_add(c2, NULL, 3);
+	metric_replace_owned(g1, &w1, s1, 2);
+	metric_replace_owned(g2, &w2, s2, 1);
+	/* w1 lost partition 0: only its own series go. */
+	metric_replace_owned(g1, &w1, s1b, 1);
+	text = render(m);
+	assert_string_equal(text, "# HELP t_total Events.\n"
+	                          "# TYPE t_total counter\n"
+	                          "t_total 5\n"
+	                          "# HELP t_lag Lag.\n"
+	                          "# TYPE t_lag gauge\n"
+	                          "t_lag{p=\"2\"} 7\n"
+	                          "t_lag{p=\"1\"} 3\n");
+	free(text);
+	/* Partition 2 moved to w1; w2's next report no longer removes it. */
+	metric_replace_owned(g1, &w1, moved, 1);
+	metric_replace_owned(g2, &w2, NULL, 0);
+	text = render(m);
+	assert_string_equal(text, "# HELP t_total Events.\n"
+	                          "# TYPE t_total counter\n"
+	                          "t_total 5\n"
+	                          "# HELP t_lag Lag.\n"
+	                          "# TYPE t_lag gauge\n"
+	                          "t_lag{p=\"2\"} 9\n");
+	free(text);
+	metrics_destroy(m);
+}
+
 static void test_null_registry_is_a_no_op(void **state)
 {
 	struct metric_family *c = metrics_counter(NULL, "t_total", "Nothing.", NULL);
@@ -257,6 +304,7 @@ int main(void)
 	    cmocka_unit_test(test_labelled_histogram_starts_empty),
 	    cmocka_unit_test(test_escaping),
 	    cmocka_unit_test(test_numbers_touch_replace),
+	    cmocka_unit_test(test_shared_families_and_owned_series),
 	    cmocka_unit_test(test_null_registry_is_a_no_op),
 	    cmocka_unit_test(test_process_metrics),
 	    cmocka_unit_test(test_lag_parser),
