@@ -17,6 +17,8 @@
 #define CLAIM_ROWS 500
 /* Longest wait for the broker before the claimed rows are released again. */
 #define ACK_TIMEOUT_MS 10000
+/* Longest time between claims that scan the outbox from its first unsent row. */
+#define FULL_SCAN_US 1000000
 
 struct publisher {
 	const struct publisher_opts *opts;
@@ -33,6 +35,16 @@ struct publisher {
 	_Atomic long long backlog, oldest_age;
 	int64_t next_prune_us, next_backlog_us;
 	bool broker_down;
+	/*
+	 * Claims start after this id while a backlog drains. The sent rows
+	 * leave dead entries at the front of the pending index until vacuum,
+	 * and a claim from the start walked them all: 6.1 million index
+	 * entries for 59,525 triggers in one benchmark run. A row committed
+	 * late with a lower id is found by the next claim from the start:
+	 * once caught up, and at least every FULL_SCAN_US.
+	 */
+	int64_t after;
+	int64_t next_full_scan_us;
 };
 
 static int64_t mono_us(void)
@@ -157,15 +169,22 @@ static bool pub_connect(struct publisher *p)
 static int pub_drain_once(struct publisher *p)
 {
 	static const char claim[] = "SELECT id, customer_id, payload FROM recovery_outbox "
-	                            "WHERE sent_at IS NULL ORDER BY id LIMIT 500 "
+	                            "WHERE sent_at IS NULL AND id > $1::int8 ORDER BY id LIMIT 500 "
 	                            "FOR UPDATE SKIP LOCKED";
 	PGresult *res = NULL;
-	char *ids = NULL;
+	char *ids = NULL, after[24];
+	const char *claim_params[1] = {after};
 	int rows = 0, acked = 0;
+	int64_t last_id = 0;
 
+	if (mono_us() >= p->next_full_scan_us) {
+		p->after = 0;
+		p->next_full_scan_us = mono_us() + FULL_SCAN_US;
+	}
+	snprintf(after, sizeof(after), "%lld", (long long)p->after);
 	if (!pub_exec_ok(p, "BEGIN", "beginning a transaction"))
 		return -1;
-	res = PQexecParams(p->conn, claim, 0, NULL, NULL, NULL, NULL, 1);
+	res = PQexecParams(p->conn, claim, 1, NULL, claim_params, NULL, NULL, 1);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_warn("recovery publisher: claiming triggers: %s", PQerrorMessage(p->conn));
 		PQclear(res);
@@ -215,6 +234,11 @@ static int pub_drain_once(struct publisher *p)
 		                        (long long)be64toh(be));
 		acked++;
 	}
+	if (rows > 0) {
+		uint64_t be = 0;
+		memcpy(&be, PQgetvalue(res, rows - 1, 0), sizeof(be));
+		last_id = (int64_t)be64toh(be);
+	}
 	ids[len++] = '}';
 	ids[len] = '\0';
 	PQclear(res);
@@ -239,6 +263,13 @@ static int pub_drain_once(struct publisher *p)
 	if (!pub_exec_ok(p, "COMMIT", "committing"))
 		return -1;
 	p->sent += (unsigned long long)acked;
+	/* Draining a backlog, all sent: the next claim starts after these rows. */
+	if (rows == CLAIM_ROWS && acked == rows) {
+		p->after = last_id;
+	} else {
+		p->after = 0;
+		p->next_full_scan_us = mono_us() + FULL_SCAN_US;
+	}
 	if (acked == rows && rows > 0 && p->broker_down) {
 		log_info("recovery topic \"%s\" is writable again", p->opts->topic);
 		p->broker_down = false;

@@ -813,6 +813,67 @@ static void test_dead_letters_slow(void **state)
 	free(schema);
 }
 
+/* Outbox rows of schema not yet sent, or with trigger_id id only. */
+static long long unsent(PGconn *conn, const char *schema, const char *id)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FROM \"%s\".recovery_outbox WHERE sent_at IS NULL%s%s%s", schema,
+	         id ? " AND trigger_id = '" : "", id ? id : "", id ? "'" : "");
+	return harness_query_int(conn, sql);
+}
+
+static void wait_unsent(PGconn *conn, const char *schema, long long want, int timeout_ms)
+{
+	int64_t until = mono_ms() + timeout_ms;
+
+	while (unsent(conn, schema, NULL) != want) {
+		if (mono_ms() > until)
+			fail_msg("%lld triggers unsent after %d ms, not %lld",
+			         unsent(conn, schema, NULL), timeout_ms, want);
+		usleep(50000);
+	}
+}
+
+/*
+ * The publisher drains a backlog in claims that start after the last row
+ * it sent. An outbox row that took its id before all of them and commits
+ * after them must still go out: the claims start from the first unsent
+ * row again once the backlog is drained.
+ */
+static void test_late_outbox_row_is_sent(void **state)
+{
+	struct world *w = *state;
+	char *schema = harness_fresh_schema(w->conn, "fc_late");
+	PGconn *late = harness_pg_connect();
+	const char *const extra[] = {"--topic.dlq=feedback.dlq.late",
+	                             "--topic.recovery=feedback.recovery.late", NULL};
+	char sql[1024];
+
+	fx_migrate(w->conn, schema);
+	snprintf(sql, sizeof(sql),
+	         "BEGIN; INSERT INTO \"%s\".recovery_outbox (trigger_id, event_id, customer_id, "
+	         "channel, severity, reasons, repeat_count, suppressed_count, occurred_at, "
+	         "detected_at, follow_up_by, payload) VALUES ('late', 'late', 'c-late', 'sms', 1, "
+	         "1, 1, 0, now(), now(), now(), '\\x00')",
+	         schema);
+	harness_exec(late, sql);
+	pid_t pid = track(fx_consumer_start(&w->k, schema, "g-late", extra));
+	fx_wait_offsets(w->conn, schema, "g-late", w->gen.messages, 180000);
+	/* Thousands of triggers (several claims), all sent but the one still uncommitted. */
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".recovery_outbox", schema);
+	assert_true(harness_query_int(w->conn, sql) > 2000);
+	wait_unsent(w->conn, schema, 0, 60000);
+	harness_exec(late, "COMMIT");
+	wait_unsent(w->conn, schema, 0, 10000);
+	assert_int_equal(unsent(w->conn, schema, "late"), 0);
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 30000), 0);
+	PQfinish(late);
+	harness_drop_schema(w->conn, schema);
+	free(schema);
+}
+
 /*
  * A prefetch queue of 1 KiB, exceeded by every fetch: librdkafka 2.0 then
  * stops fetching for up to a second each time, unless the consumer wakes
@@ -890,6 +951,7 @@ int main(void)
 	    cmocka_unit_test(test_dead_letters_slow),
 	    cmocka_unit_test(test_stale_replica),
 	    cmocka_unit_test(test_fetcher_woken),
+	    cmocka_unit_test(test_late_outbox_row_is_sent),
 	    cmocka_unit_test(test_postgres_restart_mid_stream),
 	    cmocka_unit_test(test_postgres_down_at_start),
 	    cmocka_unit_test(test_probes_follow_postgres),
