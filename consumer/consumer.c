@@ -32,8 +32,9 @@ struct consumer_metrics {
 /* What this consumer knows of one partition. */
 struct part_state {
 	bool owned;
-	int64_t next; /* stored next offset in PostgreSQL; -1: none stored */
-	int64_t read; /* the offset after the last message taken; -1: none since assigned */
+	int64_t next;    /* stored next offset in PostgreSQL; -1: none stored */
+	int64_t read;    /* the offset after the last message taken; -1: none since assigned */
+	int64_t woke_at; /* read when consumer_wake_fetcher last sought it; -1: never */
 };
 
 struct consumer {
@@ -344,6 +345,7 @@ static bool consumer_position(struct consumer *c, rd_kafka_topic_partition_list_
 		ps->owned = true;
 		ps->next = next;
 		ps->read = -1;
+		ps->woke_at = -1;
 		if (next >= 0)
 			tp->offset = next;
 		else
@@ -1015,10 +1017,13 @@ static void consumer_wake_fetcher(struct consumer *c)
 		while (i >= c->n_parts[t])
 			i -= c->n_parts[t++];
 		ps = &c->parts[t][i];
-		if (!ps->owned || ps->read < 0 ||
+		/* Once per position: past a transaction marker, or an open transaction's
+		 * messages, the high watermark stays ahead of what can be read. */
+		if (!ps->owned || ps->read < 0 || ps->read == ps->woke_at ||
 		    rd_kafka_get_watermark_offsets(c->rk, c->opts->topics[t], i, &lo, &hi) != 0 ||
 		    hi <= ps->read)
 			continue;
+		ps->woke_at = ps->read;
 		list = rd_kafka_topic_partition_list_new(1);
 		rd_kafka_topic_partition_list_add(list, c->opts->topics[t], i)->offset = ps->read;
 		error = rd_kafka_seek_partitions(c->rk, list, 0);
