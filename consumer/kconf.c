@@ -205,3 +205,20 @@ rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char 
 	}
 	return kb.conf;
 }
+
+int kconf_set_worker(rd_kafka_conf_t *conf, const struct config *cfg, int worker, char *errstr,
+                     size_t errstr_size)
+{
+	char id[512], mine[540];
+	size_t size = sizeof(id);
+
+	if (config_get_int(cfg, "consumer.workers") < 2 ||
+	    rd_kafka_conf_get(conf, "group.instance.id", id, &size) != RD_KAFKA_CONF_OK ||
+	    id[0] == '\0')
+		return 0;
+	snprintf(mine, sizeof(mine), "%s-%d", id, worker);
+	if (rd_kafka_conf_set(conf, "group.instance.id", mine, errstr, errstr_size) !=
+	    RD_KAFKA_CONF_OK)
+		return -1;
+	return 0;
+}

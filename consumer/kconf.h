@@ -22,4 +22,13 @@ enum kconf_role { KCONF_CONSUMER, KCONF_PRODUCER };
 rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char *errstr,
                            size_t errstr_size);
 
+/*
+ * Makes consumer conf that of worker (0 ..) of consumer.workers: with more
+ * than one, a static member id (kafka.group.instance.id) gets "-<worker>",
+ * since two members with one id fence each other. Returns 0, or -1 with
+ * errstr.
+ */
+int kconf_set_worker(rd_kafka_conf_t *conf, const struct config *cfg, int worker, char *errstr,
+                     size_t errstr_size);
+
 #endif

@@ -382,6 +382,10 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 		    config_get(cfg, "kafka.statistics.interval.ms")[0] == '\0')
 			rd_kafka_conf_set(cconf, "statistics.interval.ms", "5000", errstr,
 			                  sizeof(errstr));
+		if (cconf && kconf_set_worker(cconf, cfg, i, errstr, sizeof(errstr)) != 0) {
+			rd_kafka_conf_destroy(cconf);
+			cconf = NULL;
+		}
 		confs[2 * i] = cconf;
 		if (cconf == NULL || (confs[2 * i + 1] = kconf_new(cfg, KCONF_PRODUCER, errstr,
 		                                                   sizeof(errstr))) == NULL)

@@ -71,6 +71,47 @@ static void test_workers_share_the_prefetch(void **state)
 	}
 }
 
+/* Two members with one static id fence each other: each worker gets its own. */
+static void test_workers_get_their_own_instance_id(void **state)
+{
+	static const char *const cases[][3] = {
+	    /* consumer.workers, group.instance.id, worker 1's id */
+	    {"1", "pod-a", "pod-a"},
+	    {"2", "pod-a", "pod-a-1"},
+	    {"2", NULL, NULL},
+	};
+	char err[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		struct config *cfg = config_new();
+		rd_kafka_conf_t *conf;
+
+		assert_non_null(cfg);
+		assert_int_equal(config_set(cfg, "consumer.workers", cases[i][0], CONFIG_SRC_FLAG,
+		                            err, sizeof(err)),
+		                 0);
+		if (cases[i][1])
+			assert_int_equal(config_set(cfg, "kafka.group.instance.id", cases[i][1],
+			                            CONFIG_SRC_FLAG, err, sizeof(err)),
+			                 0);
+		conf = build(cfg, KCONF_CONSUMER);
+		assert_int_equal(kconf_set_worker(conf, cfg, 1, err, sizeof(err)), 0);
+		if (cases[i][2]) {
+			assert_string_equal(property(conf, "group.instance.id"), cases[i][2]);
+		} else {
+			char v[64] = "";
+			size_t size = sizeof(v);
+
+			/* Still unset: a dynamic member. */
+			assert_int_equal(rd_kafka_conf_get(conf, "group.instance.id", v, &size),
+			                 RD_KAFKA_CONF_UNKNOWN);
+		}
+		rd_kafka_conf_destroy(conf);
+		config_destroy(cfg);
+	}
+}
+
 static void test_user_keys_win(void **state)
 {
 	char err[512];
@@ -96,6 +137,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_consumer_defaults),
 	    cmocka_unit_test(test_workers_share_the_prefetch),
+	    cmocka_unit_test(test_workers_get_their_own_instance_id),
 	    cmocka_unit_test(test_user_keys_win),
 	};
 
