@@ -257,7 +257,6 @@ static void collect_publisher(void *arg)
 {
 	struct run_state *rs = arg;
 	struct publisher_stats s;
-
 	char detail[128];
 
 	metric_set(rs->ready, NULL, probe_ready(rs, detail, sizeof(detail)));
