@@ -49,22 +49,32 @@ static void test_consumer_defaults(void **state)
 	config_destroy(cfg);
 }
 
+/* consumer.workers = workers, and kafka.group.instance.id = id unless NULL. */
+static struct config *workers_config(const char *workers, const char *id)
+{
+	struct config *cfg = config_new();
+	char err[512];
+
+	assert_non_null(cfg);
+	assert_int_equal(
+	    config_set(cfg, "consumer.workers", workers, CONFIG_SRC_FLAG, err, sizeof(err)), 0);
+	if (id)
+		assert_int_equal(config_set(cfg, "kafka.group.instance.id", id, CONFIG_SRC_FLAG,
+		                            err, sizeof(err)),
+		                 0);
+	return cfg;
+}
+
 /* The consumers of one process share the prefetch. */
 static void test_workers_share_the_prefetch(void **state)
 {
 	static const char *const cases[][2] = {{"2", "1536"}, {"3", "1024"}, {"16", "192"}};
-	char err[512];
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
-		struct config *cfg = config_new();
-		rd_kafka_conf_t *conf;
+		struct config *cfg = workers_config(cases[i][0], NULL);
+		rd_kafka_conf_t *conf = build(cfg, KCONF_CONSUMER);
 
-		assert_non_null(cfg);
-		assert_int_equal(config_set(cfg, "consumer.workers", cases[i][0], CONFIG_SRC_FLAG,
-		                            err, sizeof(err)),
-		                 0);
-		conf = build(cfg, KCONF_CONSUMER);
 		assert_string_equal(property(conf, "queued.max.messages.kbytes"), cases[i][1]);
 		rd_kafka_conf_destroy(conf);
 		config_destroy(cfg);
@@ -84,18 +94,9 @@ static void test_workers_get_their_own_instance_id(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
-		struct config *cfg = config_new();
-		rd_kafka_conf_t *conf;
+		struct config *cfg = workers_config(cases[i][0], cases[i][1]);
+		rd_kafka_conf_t *conf = build(cfg, KCONF_CONSUMER);
 
-		assert_non_null(cfg);
-		assert_int_equal(config_set(cfg, "consumer.workers", cases[i][0], CONFIG_SRC_FLAG,
-		                            err, sizeof(err)),
-		                 0);
-		if (cases[i][1])
-			assert_int_equal(config_set(cfg, "kafka.group.instance.id", cases[i][1],
-			                            CONFIG_SRC_FLAG, err, sizeof(err)),
-			                 0);
-		conf = build(cfg, KCONF_CONSUMER);
 		assert_int_equal(kconf_set_worker(conf, cfg, 1, err, sizeof(err)), 0);
 		if (cases[i][2]) {
 			assert_string_equal(property(conf, "group.instance.id"), cases[i][2]);
