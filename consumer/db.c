@@ -905,11 +905,11 @@ static enum db_status db_add_aggregates(struct db *db, struct batch *b, size_t f
 		buf_counts(db, &ch[i].counts);
 		buf_sep(db, '\n');
 	}
-	if (n_ch > 0)
-		st = db_copy(db, "COPY fc_stage_channel FROM STDIN", "staging channel aggregates",
-		             errstr, errstr_size);
+	if (n_ch > 0 && (st = db_copy(db, "COPY fc_stage_channel FROM STDIN",
+	                              "staging channel aggregates", errstr, errstr_size)) != DB_OK)
+		return st;
 	db->len = 0;
-	for (size_t i = 0; st == DB_OK && i < n_ag; i++) {
+	for (size_t i = 0; i < n_ag; i++) {
 		buf_time(db, ag[i].bucket * 1000000);
 		buf_sep(db, '\t');
 		buf_text(db, ag[i].agent_id);
@@ -918,7 +918,7 @@ static enum db_status db_add_aggregates(struct db *db, struct batch *b, size_t f
 		buf_counts(db, &ag[i].counts);
 		buf_sep(db, '\n');
 	}
-	if (st == DB_OK && n_ag > 0) {
+	if (n_ag > 0) {
 		st = db_copy(db, "COPY fc_stage_agent FROM STDIN", "staging agent aggregates",
 		             errstr, errstr_size);
 		if (st == DB_OK)

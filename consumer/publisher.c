@@ -171,6 +171,15 @@ static bool pub_connect(struct publisher *p)
 	return true;
 }
 
+/* The id of claimed row i: a binary int8, in network byte order. */
+static int64_t claimed_id(const PGresult *res, int i)
+{
+	uint64_t be = 0;
+
+	memcpy(&be, PQgetvalue(res, i, 0), sizeof(be));
+	return (int64_t)be64toh(be);
+}
+
 /*
  * Claims up to CLAIM_ROWS unsent rows, produces them, waits for the
  * broker, and marks the acknowledged ones sent. Returns the number of rows
@@ -238,17 +247,12 @@ static int pub_drain_once(struct publisher *p)
 	for (int i = 0; i < rows; i++) {
 		if (!p->acked[i])
 			continue;
-		uint64_t be = 0;
-		memcpy(&be, PQgetvalue(res, i, 0), sizeof(be));
 		len += (size_t)snprintf(ids + len, cap - len, "%s%lld", acked ? "," : "",
-		                        (long long)be64toh(be));
+		                        (long long)claimed_id(res, i));
 		acked++;
 	}
-	if (rows > 0) {
-		uint64_t be = 0;
-		memcpy(&be, PQgetvalue(res, rows - 1, 0), sizeof(be));
-		last_id = (int64_t)be64toh(be);
-	}
+	if (rows > 0)
+		last_id = claimed_id(res, rows - 1);
 	ids[len++] = '}';
 	ids[len] = '\0';
 	PQclear(res);
