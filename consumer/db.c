@@ -32,6 +32,7 @@ struct db {
 	struct seen *seen;       /* events of the last transactions; NULL when out of memory */
 	bool (*gate)(void *arg); /* asked before COMMIT; NULL: always yes */
 	void *gate_arg;
+	char *notify_channel; /* "<schema>.recovery" */
 };
 
 #define AGG_COLUMNS                                                                                \
@@ -151,6 +152,41 @@ static const char sql_agent[] =
     "ORDER BY bucket, agent_id COLLATE \"C\", channel COLLATE \"C\" "
     "ON CONFLICT (bucket, agent_id, channel) DO UPDATE SET " AGG_UPDATE;
 
+/* Delivered at commit, and only then: publishers never see a row too early. */
+static const char sql_notify[] = "SELECT pg_notify($1, '')";
+
+/*
+ * The statements of every batch, parsed once per session (db_connect)
+ * rather than once per batch: parsing and planning the aggregate upserts
+ * and the offset CTE cost more than some of them take to run. The recovery
+ * lock is not among them: its plan depends on the size of recovery_state,
+ * and a plan cached while the table was small would stay.
+ */
+enum db_stmt {
+	STMT_OFFSETS,
+	STMT_AGENT,
+	STMT_CHANNEL,
+	STMT_OUTBOX,
+	STMT_RECOVERY_CREATE,
+	STMT_RECOVERY_STORE,
+	STMT_NOTIFY,
+	STMT_COUNT
+};
+
+static const struct {
+	const char *name;
+	const char *sql;
+	int n_params;
+} stmts[STMT_COUNT] = {
+    [STMT_OFFSETS] = {"fc_offsets", sql_offsets, 5},
+    [STMT_AGENT] = {"fc_agent", sql_agent, 0},
+    [STMT_CHANNEL] = {"fc_channel", sql_channel, 0},
+    [STMT_OUTBOX] = {"fc_outbox", sql_outbox, 0},
+    [STMT_RECOVERY_CREATE] = {"fc_recovery_create", sql_recovery_create, 0},
+    [STMT_RECOVERY_STORE] = {"fc_recovery_store", sql_recovery_store, 0},
+    [STMT_NOTIFY] = {"fc_notify", sql_notify, 1},
+};
+
 static const char *const status_names[] = {
     [DB_OK] = "ok",       [DB_RETRY] = "retry",       [DB_RECONNECT] = "reconnect",
     [DB_STALE] = "stale", [DB_REJECTED] = "rejected", [DB_FATAL] = "fatal",
@@ -193,10 +229,12 @@ struct db *db_new(const char *conninfo, const char *schema)
 	db->seen = seen_new(2);
 	db->conninfo = strdup(conninfo ? conninfo : "");
 	db->schema = strdup(schema);
-	if (db->conninfo == NULL || db->schema == NULL) {
+	db->notify_channel = malloc(strlen(schema) + sizeof(".recovery"));
+	if (db->conninfo == NULL || db->schema == NULL || db->notify_channel == NULL) {
 		db_destroy(db);
 		return NULL;
 	}
+	sprintf(db->notify_channel, "%s.recovery", schema);
 	return db;
 }
 
@@ -208,6 +246,7 @@ void db_destroy(struct db *db)
 		PQfinish(db->conn);
 	free(db->conninfo);
 	free(db->schema);
+	free(db->notify_channel);
 	free(db->synchronous_commit);
 	free(db->buf);
 	arena_release(&db->scratch);
@@ -288,6 +327,28 @@ static enum db_status db_exec(struct db *db, const char *sql, const char *what, 
 	return st;
 }
 
+/*
+ * Runs prepared statement id with params; hands the result to *out when out
+ * is not NULL and the statement succeeded, otherwise clears it.
+ */
+static enum db_status db_run(struct db *db, enum db_stmt id, const char *const *params,
+                             const char *what, PGresult **out, char *errstr, size_t errstr_size)
+{
+	PGresult *res =
+	    PQexecPrepared(db->conn, stmts[id].name, stmts[id].n_params, params, NULL, NULL, 0);
+	enum db_status st = DB_OK;
+	ExecStatusType rs = PQresultStatus(res);
+
+	if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK)
+		st = db_error(db, res, what, errstr, errstr_size);
+	if (st == DB_OK && out != NULL) {
+		*out = res;
+		return st;
+	}
+	PQclear(res);
+	return st;
+}
+
 static void db_rollback(struct db *db)
 {
 	PGresult *res;
@@ -361,6 +422,14 @@ enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
 	}
 	for (size_t i = 0; st == DB_OK && i < sizeof(setup_sql) / sizeof(setup_sql[0]); i++)
 		st = db_exec(db, setup_sql[i], "creating the staging tables", errstr, errstr_size);
+	for (size_t i = 0; st == DB_OK && i < STMT_COUNT; i++) {
+		PGresult *res =
+		    PQprepare(db->conn, stmts[i].name, stmts[i].sql, stmts[i].n_params, NULL);
+
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			st = db_error(db, res, "preparing the statements", errstr, errstr_size);
+		PQclear(res);
+	}
 	return st;
 }
 
@@ -745,11 +814,9 @@ static enum db_status db_advance_offsets(struct db *db, const char *group,
 	params[0] = group;
 	for (int i = 0; i < 4; i++)
 		params[i + 1] = db->buf + at[i];
-	res = PQexecParams(db->conn, sql_offsets, 5, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		st = db_error(db, res, "advancing offsets", errstr, errstr_size);
+	st = db_run(db, STMT_OFFSETS, params, "advancing offsets", &res, errstr, errstr_size);
+	if (st != DB_OK)
 		goto out;
-	}
 	moved = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	if (moved != (long long)nu) {
 		snprintf(errstr, errstr_size,
@@ -922,10 +989,12 @@ static enum db_status db_add_aggregates(struct db *db, struct batch *b, size_t f
 		st = db_copy(db, "COPY fc_stage_agent FROM STDIN", "staging agent aggregates",
 		             errstr, errstr_size);
 		if (st == DB_OK)
-			st = db_exec(db, sql_agent, "adding agent aggregates", errstr, errstr_size);
+			st = db_run(db, STMT_AGENT, NULL, "adding agent aggregates", NULL, errstr,
+			            errstr_size);
 	}
 	if (st == DB_OK && n_ch > 0)
-		st = db_exec(db, sql_channel, "adding channel aggregates", errstr, errstr_size);
+		st = db_run(db, STMT_CHANNEL, NULL, "adding channel aggregates", NULL, errstr,
+		            errstr_size);
 	return st;
 }
 
@@ -1154,7 +1223,8 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 		st = db_copy(db, "COPY fc_stage_outbox FROM STDIN", "staging triggers", errstr,
 		             errstr_size);
 		if (st == DB_OK)
-			st = db_exec(db, sql_outbox, "queueing triggers", errstr, errstr_size);
+			st = db_run(db, STMT_OUTBOX, NULL, "queueing triggers", NULL, errstr,
+			            errstr_size);
 		if (st != DB_OK)
 			goto out;
 	}
@@ -1184,11 +1254,10 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 	st = db_copy(db, "COPY fc_stage_recovery FROM STDIN", "staging recovery state", errstr,
 	             errstr_size);
 	if (st == DB_OK && n_created > 0) {
-		res = PQexec(db->conn, sql_recovery_create);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			st = db_error(db, res, "creating recovery state", errstr, errstr_size);
+		st = db_run(db, STMT_RECOVERY_CREATE, NULL, "creating recovery state", &res, errstr,
+		            errstr_size);
+		if (st != DB_OK)
 			goto out;
-		}
 		size_t created = strtoul(PQcmdTuples(res), NULL, 10);
 		if (created != n_created) {
 			snprintf(
@@ -1203,19 +1272,13 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 		res = NULL;
 	}
 	if (st == DB_OK && n_created < n_cust)
-		st = db_exec(db, sql_recovery_store, "storing recovery state", errstr, errstr_size);
+		st = db_run(db, STMT_RECOVERY_STORE, NULL, "storing recovery state", NULL, errstr,
+		            errstr_size);
 	if (st == DB_OK && db->last.triggers > 0) {
-		/* Delivered at commit, and only then: publishers never see a row too early. */
-		char *chan = PQescapeLiteral(db->conn, db->schema, strlen(db->schema));
-		char sql[200];
+		const char *channel[1] = {db->notify_channel};
 
-		if (chan == NULL) {
-			st = db_error(db, NULL, "notifying publishers", errstr, errstr_size);
-			goto out;
-		}
-		snprintf(sql, sizeof(sql), "SELECT pg_notify(%s || '.recovery', '')", chan);
-		PQfreemem(chan);
-		st = db_exec(db, sql, "notifying publishers", errstr, errstr_size);
+		st = db_run(db, STMT_NOTIFY, channel, "notifying publishers", NULL, errstr,
+		            errstr_size);
 	}
 out:
 	PQclear(res);
