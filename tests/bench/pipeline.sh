@@ -12,6 +12,9 @@
 #     last offset committed in PostgreSQL (joining the group included);
 #   - steady events/s: the same from the first commit on;
 #   - CPU seconds of the consumer per million events, and its peak RSS;
+#   - busy CPU seconds of the whole machine (consumer, PostgreSQL, Kafka)
+#     per million events from the first commit on: on a machine whose cores
+#     are all busy, the cost that sets the rate, and steadier than the rate;
 #   - the share of the machine's CPU time the hypervisor took (steal) while
 #     the consumer ran: on a shared virtual machine the rates move with it;
 #   - the ceiling: COPY of the same ledger rows into an empty ledger of the
@@ -65,8 +68,10 @@ sql() {
   read -r -u "${PSQL[0]}" REPLY
 }
 pause() { read -r -t "$1" -u "$never" || true; }
-# "steal total" jiffies of all CPUs so far (/proc/stat: user nice system idle iowait irq softirq steal).
-cpu_jiffies() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+# "steal total busy" jiffies of all CPUs so far (/proc/stat: user nice system
+# idle iowait irq softirq steal); busy is what every process on the machine
+# used: the consumer, PostgreSQL, the embedded Kafka.
+cpu_jiffies() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 ticks=$(getconf CLK_TCK)
 
 # run_case NAME EVENTS AGENTS REPLICAS WORKERS: prints one line of figures.
@@ -87,7 +92,7 @@ run_case() {
   local total
   total=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$work/produced")
 
-  local t0 t1 tf="" stored=0 first=0 j0 j1
+  local t0 t1 tf="" stored=0 first=0 j0 j1 jf=""
   t0=$(now)
   j0=$(cpu_jiffies)
   consumers=()
@@ -105,7 +110,11 @@ run_case() {
     sql "SELECT coalesce(sum(next_offset), 0) FROM $schema.consumer_offsets"
     stored=$REPLY
     # The steady rate starts at the first commit: joining the group is not ingestion.
-    if [ -z "$tf" ] && [ "$stored" != 0 ]; then tf=$(now); first=$stored; fi
+    if [ -z "$tf" ] && [ "$stored" != 0 ]; then
+      tf=$(now)
+      jf=$(cpu_jiffies)
+      first=$stored
+    fi
     for r in "${!consumers[@]}"; do
       kill -0 "${consumers[r]}" 2>/dev/null || { cat "$work/consumer-$((r + 1)).log" >&2; exit 1; }
     done
@@ -140,21 +149,24 @@ run_case() {
 
   awk -v n="$name" -v e="$rows" -v a="$agents" -v t0="$t0" -v t1="$t1" -v c0="$c0" \
     -v c1="$c1" -v cpu="$cpu" -v rss="$rss" -v tf="$tf" -v first="$first" -v total="$total" \
-    -v j0="$j0" -v j1="$j1" '
+    -v j0="$j0" -v j1="$j1" -v jf="$jf" -v ticks="$ticks" '
     BEGIN {
       rate = e / (t1 - t0); ceil = e / (c1 - c0)
       # messages per second after the first commit, scaled to distinct events
       steady = (t1 > tf) ? (total - first) / (t1 - tf) * e / total : 0
       split(j0, s0, " "); split(j1, s1, " ")
       steal = (s1[2] > s0[2]) ? 100 * (s1[1] - s0[1]) / (s1[2] - s0[2]) : 0
-      printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.1f %11.0f %6.2f %6.2f %6.0f\n",
-        n, e, a, t1 - t0, rate, steady, cpu * 1e6 / e, rss, ceil, rate / ceil, steady / ceil, steal
+      # busy CPU seconds of the whole machine per million events, from the first commit
+      split(jf, sf, " ")
+      host = (total > first) ? (s1[3] - sf[3]) / ticks * 1e6 / ((total - first) * e / total) : 0
+      printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.2f %8.1f %11.0f %6.2f %6.2f %6.0f\n",
+        n, e, a, t1 - t0, rate, steady, cpu * 1e6 / e, host, rss, ceil, rate / ceil, steady / ceil, steal
     }' | tee -a "$work/results"
 }
 
 echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $base events"
-printf "%-10s %9s %7s %9s %10s %10s %9s %8s %11s %6s %6s %6s\n" case events agents seconds events/s \
-  steady/s cpu_s/M rss_MiB copy_rows/s ratio steady steal%
+printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s\n" case events agents seconds events/s \
+  steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal%
 run_case agents100 "$base" 100 1 2
 run_case agents100k "$base" 100000 1 2
 run_case backlog2x $((base * 2)) 100 1 2
