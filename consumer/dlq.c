@@ -25,6 +25,8 @@ struct dlq_record {
 
 struct dlq {
 	rd_kafka_t *rk;
+	/* held so that the topic's leaders are known before the first letter */
+	rd_kafka_topic_t *rkt;
 	char *topic;
 	size_t outstanding; /* produced or waiting to be re-sent */
 	struct dlq_record *failed;
@@ -124,6 +126,12 @@ struct dlq *dlq_new(rd_kafka_conf_t *conf, const char *topic, char *errstr, size
 	d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
 	if (d->rk == NULL)
 		goto fail;
+	/*
+	 * A new topic handle asks for the topic's leaders now, in the background.
+	 * Otherwise the first dead letter waits for them, and holds back the
+	 * commit of its batch (the rows that batch locked, too) by up to 0.5 s.
+	 */
+	d->rkt = rd_kafka_topic_new(d->rk, topic, NULL);
 	return d;
 fail:
 	if (d == NULL || d->rk == NULL)
@@ -152,6 +160,8 @@ void dlq_destroy(struct dlq *d)
 		d->failed = r->next;
 		record_free(r);
 	}
+	if (d->rkt)
+		rd_kafka_topic_destroy(d->rkt);
 	rd_kafka_destroy(d->rk);
 	free(d->topic);
 	free(d);

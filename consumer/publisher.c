@@ -23,6 +23,8 @@
 struct publisher {
 	const struct publisher_opts *opts;
 	rd_kafka_t *rk;
+	/* held so that the topic's leaders are known before the first trigger */
+	rd_kafka_topic_t *rkt;
 	PGconn *conn;
 	char *channel; /* quoted LISTEN channel, "<schema>.recovery" */
 	pthread_t thread;
@@ -102,6 +104,8 @@ struct publisher *publisher_new(const struct publisher_opts *opts, rd_kafka_conf
 		free(p);
 		return NULL;
 	}
+	/* Asks for the topic's leaders now, not when the first trigger waits for them. */
+	p->rkt = rd_kafka_topic_new(p->rk, p->opts->topic, NULL);
 	return p;
 }
 
@@ -436,6 +440,8 @@ void publisher_destroy(struct publisher *p)
 		rd_kafka_flush(p->rk, 5000);
 		/* Unacknowledged rows stay unsent in the outbox: nothing to wait for. */
 		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		if (p->rkt)
+			rd_kafka_topic_destroy(p->rkt);
 		rd_kafka_destroy(p->rk);
 	}
 	PQfreemem(p->channel);
