@@ -10,7 +10,8 @@
 # committed, and measures:
 #   - end-to-end events/s: distinct events / time from consumer start to the
 #     last offset committed in PostgreSQL (joining the group included);
-#   - steady events/s: the same from the first commit on;
+#   - steady events/s: the same from the first commit on, and the seconds
+#     from consumer start to that first commit (first_s);
 #   - CPU seconds of the consumer per million events, and its peak RSS;
 #   - busy CPU seconds of the whole machine (consumer, PostgreSQL, Kafka)
 #     per million events from the first commit on: on a machine whose cores
@@ -159,14 +160,15 @@ run_case() {
       # busy CPU seconds of the whole machine per million events, from the first commit
       split(jf, sf, " ")
       host = (total > first) ? (s1[3] - sf[3]) / ticks * 1e6 / ((total - first) * e / total) : 0
-      printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.2f %8.1f %11.0f %6.2f %6.2f %6.0f\n",
-        n, e, a, t1 - t0, rate, steady, cpu * 1e6 / e, host, rss, ceil, rate / ceil, steady / ceil, steal
+      printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.2f %8.1f %11.0f %6.2f %6.2f %6.0f %7.2f\n",
+        n, e, a, t1 - t0, rate, steady, cpu * 1e6 / e, host, rss, ceil, rate / ceil, steady / ceil, steal,
+        tf - t0
     }' | tee -a "$work/results"
 }
 
 echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $base events"
-printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s\n" case events agents seconds events/s \
-  steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal%
+printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s %7s\n" case events agents seconds events/s \
+  steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal% first_s
 run_case agents100 "$base" 100 1 2
 run_case agents100k "$base" 100000 1 2
 run_case backlog2x $((base * 2)) 100 1 2
