@@ -313,31 +313,15 @@ static enum db_status db_error(struct db *db, const PGresult *res, const char *w
 	return st;
 }
 
-/* Runs sql, expecting a command or tuples; drains results so the connection stays usable. */
-static enum db_status db_exec(struct db *db, const char *sql, const char *what, char *errstr,
-                              size_t errstr_size)
-{
-	PGresult *res = PQexec(db->conn, sql);
-	enum db_status st = DB_OK;
-	ExecStatusType rs = PQresultStatus(res);
-
-	if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK)
-		st = db_error(db, res, what, errstr, errstr_size);
-	PQclear(res);
-	return st;
-}
-
 /*
- * Runs prepared statement id with params; hands the result to *out when out
- * is not NULL and the statement succeeded, otherwise clears it.
+ * Checks the result of a statement, expecting a command or tuples; hands it
+ * to *out when out is not NULL and the statement succeeded, otherwise clears it.
  */
-static enum db_status db_run(struct db *db, enum db_stmt id, const char *const *params,
-                             const char *what, PGresult **out, char *errstr, size_t errstr_size)
+static enum db_status db_result(struct db *db, PGresult *res, const char *what, PGresult **out,
+                                char *errstr, size_t errstr_size)
 {
-	PGresult *res =
-	    PQexecPrepared(db->conn, stmts[id].name, stmts[id].n_params, params, NULL, NULL, 0);
-	enum db_status st = DB_OK;
 	ExecStatusType rs = PQresultStatus(res);
+	enum db_status st = DB_OK;
 
 	if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK)
 		st = db_error(db, res, what, errstr, errstr_size);
@@ -347,6 +331,23 @@ static enum db_status db_run(struct db *db, enum db_stmt id, const char *const *
 	}
 	PQclear(res);
 	return st;
+}
+
+/* Runs sql, expecting a command or tuples; drains results so the connection stays usable. */
+static enum db_status db_exec(struct db *db, const char *sql, const char *what, char *errstr,
+                              size_t errstr_size)
+{
+	return db_result(db, PQexec(db->conn, sql), what, NULL, errstr, errstr_size);
+}
+
+/* Runs prepared statement id with params; *out as for db_result. */
+static enum db_status db_run(struct db *db, enum db_stmt id, const char *const *params,
+                             const char *what, PGresult **out, char *errstr, size_t errstr_size)
+{
+	PGresult *res =
+	    PQexecPrepared(db->conn, stmts[id].name, stmts[id].n_params, params, NULL, NULL, 0);
+
+	return db_result(db, res, what, out, errstr, errstr_size);
 }
 
 static void db_rollback(struct db *db)
