@@ -54,6 +54,8 @@ struct db {
 	"contact_outcome, wait_seconds, handle_seconds, negative_reasons, source_partition, "      \
 	"source_offset"
 
+#define RECOVERY_COLUMNS "customer_id, negatives, last_trigger_at, suppressed"
+
 #define OUTBOX_COLUMNS                                                                             \
 	"trigger_id, event_id, customer_id, channel, severity, reasons, repeat_count, "            \
 	"suppressed_count, occurred_at, detected_at, follow_up_by, payload"
@@ -65,8 +67,8 @@ static const char *const setup_sql[] = {
     "SELECT bucket, channel, " AGG_COLUMNS " FROM channel_agg WITH NO DATA",
     "CREATE TEMP TABLE IF NOT EXISTS fc_stage_agent ON COMMIT DELETE ROWS AS "
     "SELECT bucket, agent_id, channel, " AGG_COLUMNS " FROM agent_agg WITH NO DATA",
-    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_recovery (customer_id text, negatives bigint[], "
-    "last_trigger_us bigint, suppressed integer, existed boolean) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_recovery ON COMMIT DELETE ROWS AS "
+    "SELECT " RECOVERY_COLUMNS " FROM recovery_state WITH NO DATA",
     "CREATE TEMP TABLE IF NOT EXISTS fc_stage_outbox ON COMMIT DELETE ROWS AS "
     "SELECT " OUTBOX_COLUMNS " FROM recovery_outbox WITH NO DATA",
 };
@@ -81,11 +83,6 @@ static const char sql_recovery_lock[] =
     "suppressed FROM recovery_state WHERE customer_id = ANY($1::text[]) "
     "ORDER BY customer_id COLLATE \"C\" FOR UPDATE";
 
-/* The staged state as recovery_state's columns customer_id .. suppressed. */
-#define RECOVERY_FROM_STAGE                                                                        \
-	"SELECT customer_id, negatives, "                                                          \
-	"timestamptz 'epoch' + last_trigger_us * interval '1 microsecond', suppressed"
-
 /*
  * The rows of the customers who had one, locked by now. An upsert probes
  * the primary key row by row, where UPDATE ... FROM the never-analysed
@@ -93,23 +90,28 @@ static const char sql_recovery_lock[] =
  * whose cost grows with the number of customers ever seen.
  */
 static const char sql_recovery_store[] =
-    "INSERT INTO recovery_state AS s (customer_id, negatives, last_trigger_at, suppressed, "
-    "updated_at) " RECOVERY_FROM_STAGE
-    ", now() FROM fc_stage_recovery WHERE existed ORDER BY customer_id COLLATE \"C\" "
+    "INSERT INTO recovery_state AS s (" RECOVERY_COLUMNS ", updated_at) SELECT " RECOVERY_COLUMNS
+    ", now() FROM fc_stage_recovery ORDER BY customer_id COLLATE \"C\" "
     "ON CONFLICT (customer_id) DO UPDATE SET negatives = excluded.negatives, "
     "suppressed = excluded.suppressed, last_trigger_at = excluded.last_trigger_at, "
     "updated_at = excluded.updated_at";
 
 /*
- * A customer whom another consumer gave a row since the lock (racing on the
- * same new customer) is not inserted: the caller sees fewer rows than new
- * customers and retries, and then locks that row.
+ * The new customers' rows go straight in, in customer order. One that
+ * another consumer gave a row since the lock (both racing on the same new
+ * customer) fails the COPY with 23505: the caller retries, and then locks
+ * that row.
  */
-static const char sql_recovery_create[] =
-    "INSERT INTO recovery_state (customer_id, negatives, last_trigger_at, "
-    "suppressed) " RECOVERY_FROM_STAGE
-    " FROM fc_stage_recovery WHERE NOT existed ORDER BY customer_id COLLATE \"C\" "
-    "ON CONFLICT DO NOTHING";
+static const char sql_recovery_create[] = "COPY recovery_state (" RECOVERY_COLUMNS ") FROM STDIN";
+
+/*
+ * Triggers are COPYed straight into the outbox: their ids are made of event
+ * ids that the ledger took in this transaction. Only an event id seen before
+ * with another occurred_at (a different ledger key) can meet its trigger id
+ * again; then the batch's triggers go through the stage, and the one that
+ * exists is left out.
+ */
+static const char sql_outbox_copy[] = "COPY recovery_outbox (" OUTBOX_COLUMNS ") FROM STDIN";
 
 static const char sql_outbox[] =
     "INSERT INTO recovery_outbox (" OUTBOX_COLUMNS ") SELECT " OUTBOX_COLUMNS
@@ -167,7 +169,6 @@ enum db_stmt {
 	STMT_AGENT,
 	STMT_CHANNEL,
 	STMT_OUTBOX,
-	STMT_RECOVERY_CREATE,
 	STMT_RECOVERY_STORE,
 	STMT_NOTIFY,
 	STMT_COUNT
@@ -182,7 +183,6 @@ static const struct {
     [STMT_AGENT] = {"fc_agent", sql_agent, 0},
     [STMT_CHANNEL] = {"fc_channel", sql_channel, 0},
     [STMT_OUTBOX] = {"fc_outbox", sql_outbox, 0},
-    [STMT_RECOVERY_CREATE] = {"fc_recovery_create", sql_recovery_create, 0},
     [STMT_RECOVERY_STORE] = {"fc_recovery_store", sql_recovery_store, 0},
     [STMT_NOTIFY] = {"fc_notify", sql_notify, 1},
 };
@@ -1088,6 +1088,61 @@ static void buf_outbox_row(struct db *db, const struct event *ev, const struct r
 	buf_sep(db, '\n');
 }
 
+/* A row of recovery_state's RECOVERY_COLUMNS. */
+static void buf_state_row(struct db *db, const char *customer, const struct rules_state *st)
+{
+	buf_text(db, customer);
+	buf_sep(db, '\t');
+	buf_sep(db, '{');
+	for (size_t j = 0; j < st->n_negatives; j++) {
+		if (j > 0)
+			buf_sep(db, ',');
+		buf_int(db, st->negatives_us[j]);
+	}
+	buf_sep(db, '}');
+	buf_sep(db, '\t');
+	if (st->has_trigger)
+		buf_time(db, st->last_trigger_us);
+	else
+		buf_null(db);
+	buf_sep(db, '\t');
+	buf_int(db, st->suppressed);
+	buf_sep(db, '\n');
+}
+
+/*
+ * Queues the triggers in db->buf (outbox rows) under a savepoint, so that
+ * a trigger id met again leaves the transaction usable for the staged path,
+ * which queues the others; db->last.triggers counts what was queued.
+ */
+static enum db_status db_queue_triggers(struct db *db, char *errstr, size_t errstr_size)
+{
+	PGresult *res = NULL;
+	enum db_status st;
+
+	st = db_exec(db, "SAVEPOINT fc_outbox", "setting a savepoint", errstr, errstr_size);
+	if (st != DB_OK)
+		return st;
+	st = db_copy(db, sql_outbox_copy, "queueing triggers", errstr, errstr_size);
+	if (st == DB_OK)
+		return db_exec(db, "RELEASE SAVEPOINT fc_outbox", "releasing a savepoint", errstr,
+		               errstr_size);
+	if (st != DB_REJECTED || strcmp(db->sqlstate, "23505") != 0)
+		return st;
+	st = db_exec(db, "ROLLBACK TO SAVEPOINT fc_outbox", "rolling back to a savepoint", errstr,
+	             errstr_size);
+	if (st == DB_OK)
+		st = db_copy(db, "COPY fc_stage_outbox FROM STDIN", "staging triggers", errstr,
+		             errstr_size);
+	if (st == DB_OK)
+		st = db_run(db, STMT_OUTBOX, NULL, "queueing triggers", &res, errstr, errstr_size);
+	if (st == DB_OK) {
+		db->last.triggers = strtoul(PQcmdTuples(res), NULL, 10);
+		PQclear(res);
+	}
+	return st;
+}
+
 static int64_t wall_us(void)
 {
 	struct timespec ts;
@@ -1221,60 +1276,40 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 		db->last.triggers++;
 	}
 	if (db->last.triggers > 0) {
-		st = db_copy(db, "COPY fc_stage_outbox FROM STDIN", "staging triggers", errstr,
-		             errstr_size);
-		if (st == DB_OK)
-			st = db_run(db, STMT_OUTBOX, NULL, "queueing triggers", NULL, errstr,
-			            errstr_size);
+		st = db_queue_triggers(db, errstr, errstr_size);
 		if (st != DB_OK)
 			goto out;
 	}
 
-	db->len = 0;
-	for (size_t k = 0; k < n_cust; k++) {
-		buf_text(db, customers[k]);
-		buf_sep(db, '\t');
-		buf_sep(db, '{');
-		for (size_t j = 0; j < states[k].n_negatives; j++) {
-			if (j > 0)
-				buf_sep(db, ',');
-			buf_int(db, states[k].negatives_us[j]);
+	/* New customers first, straight into the table; then the others, staged. */
+	if (n_created > 0) {
+		db->len = 0;
+		for (size_t k = 0; k < n_cust; k++)
+			if (!existed[k])
+				buf_state_row(db, customers[k], &states[k]);
+		st = db_copy(db, sql_recovery_create, "creating recovery state", errstr,
+		             errstr_size);
+		if (st == DB_REJECTED && strcmp(db->sqlstate, "23505") == 0) {
+			snprintf(errstr, errstr_size,
+			         "creating recovery state: another consumer created one of %zu new "
+			         "customers meanwhile",
+			         n_created);
+			st = DB_RETRY;
 		}
-		buf_sep(db, '}');
-		buf_sep(db, '\t');
-		if (states[k].has_trigger)
-			buf_int(db, states[k].last_trigger_us);
-		else
-			buf_null(db);
-		buf_sep(db, '\t');
-		buf_int(db, states[k].suppressed);
-		buf_sep(db, '\t');
-		buf_raw(db, existed[k] ? "t" : "f", 1);
-		buf_sep(db, '\n');
-	}
-	st = db_copy(db, "COPY fc_stage_recovery FROM STDIN", "staging recovery state", errstr,
-	             errstr_size);
-	if (st == DB_OK && n_created > 0) {
-		st = db_run(db, STMT_RECOVERY_CREATE, NULL, "creating recovery state", &res, errstr,
-		            errstr_size);
 		if (st != DB_OK)
 			goto out;
-		size_t created = strtoul(PQcmdTuples(res), NULL, 10);
-		if (created != n_created) {
-			snprintf(
-			    errstr, errstr_size,
-			    "creating recovery state: %zu of %zu new customers were created by "
-			    "another consumer meanwhile",
-			    n_created - created, n_created);
-			st = DB_RETRY;
-			goto out;
-		}
-		PQclear(res);
-		res = NULL;
 	}
-	if (st == DB_OK && n_created < n_cust)
-		st = db_run(db, STMT_RECOVERY_STORE, NULL, "storing recovery state", NULL, errstr,
-		            errstr_size);
+	if (n_created < n_cust) {
+		db->len = 0;
+		for (size_t k = 0; k < n_cust; k++)
+			if (existed[k])
+				buf_state_row(db, customers[k], &states[k]);
+		st = db_copy(db, "COPY fc_stage_recovery FROM STDIN", "staging recovery state",
+		             errstr, errstr_size);
+		if (st == DB_OK)
+			st = db_run(db, STMT_RECOVERY_STORE, NULL, "storing recovery state", NULL,
+			            errstr, errstr_size);
+	}
 	if (st == DB_OK && db->last.triggers > 0) {
 		const char *channel[1] = {db->notify_channel};
 

@@ -463,7 +463,7 @@ static void test_apply_commit_gate(void **state)
  * Two replicas meet the same new customer: the other one inserts c-4's
  * recovery state after this transaction looked (its row is not committed
  * yet) and commits a second later, while this one waits on the insert.
- * Creating the state finds 1 of the 2 new customers taken: a retry, all
+ * Creating the state finds one of the 2 new customers taken: a retry, all
  * rolled back. The retry locks c-4's row and stores both customers: c-1
  * created, c-4 updated, one trigger each.
  */
@@ -489,8 +489,8 @@ static void test_apply_recovery_state_race(void **state)
 	assert_int_equal(PQsendQuery(other, "SELECT pg_sleep(1); COMMIT"), 1);
 
 	assert_int_equal(apply(w, errstr, sizeof(errstr)), DB_RETRY);
-	assert_string_equal(errstr, "creating recovery state: 1 of 2 new customers were created "
-	                            "by another consumer meanwhile");
+	assert_string_equal(errstr, "creating recovery state: another consumer created one of 2 "
+	                            "new customers meanwhile");
 	assert_int_equal(rows_left(w), 0);
 	while ((res = PQgetResult(other)) != NULL) {
 		assert_true(PQresultStatus(res) == PGRES_TUPLES_OK ||
@@ -551,6 +551,89 @@ static enum db_status apply_sms(struct world *w, struct batch *b, int64_t expect
 	u[0].expected = expected;
 	db_look_up_first(w->db, 0);
 	return db_apply(w->db, "g", topics, b, 0, b->n_msgs, u, 1, errstr, errstr_size);
+}
+
+/*
+ * sms/0 messages at offset first.. of CSAT 1 (negative) events, each
+ * (id, HH:MM, customer).
+ */
+static struct batch *negative_batch(int64_t first, const char *const *ids, const char *const *times,
+                                    const char *const *customers, size_t n)
+{
+	struct batch *b = batch_new(16);
+
+	assert_non_null(b);
+	for (size_t i = 0; i < n; i++) {
+		char iso[32];
+		struct event ev = {.event_id = ids[i],
+		                   .customer_id = customers[i],
+		                   .agent_id = "agent-1",
+		                   .interaction_id = "",
+		                   .comment = "",
+		                   .locale = "",
+		                   .channel = CHANNEL_SMS,
+		                   .csat = {true, 1, 1, 5, false}};
+
+		snprintf(iso, sizeof(iso), "2024-03-01T%s:00", times[i]);
+		ev.occurred_at_us = at_us(iso);
+		add_event(b, 0, 0, first + (int64_t)i, &ev);
+	}
+	return b;
+}
+
+/*
+ * An event id that comes again with another occurred_at is another ledger
+ * key, so the ledger takes it, but its trigger id exists: the straight
+ * COPY into the outbox fails on it, and the staged insert queues the
+ * batch's other trigger and leaves that one out. The batch commits.
+ */
+static void test_apply_trigger_id_met_again(void **state)
+{
+	struct world *w = *state;
+	struct rules_policy policy;
+	char errstr[1024], sql[512];
+	const char *ids1[] = {"ev-7"}, *times1[] = {"10:00"}, *cust1[] = {"c-7"};
+	const char *ids2[] = {"ev-7", "ev-8"}, *times2[] = {"11:00", "11:05"},
+	           *cust2[] = {"c-9", "c-8"};
+	struct batch *b1 = negative_batch(0, ids1, times1, cust1, 1);
+	struct batch *b2 = negative_batch(1, ids2, times2, cust2, 2);
+
+	empty_tables(w);
+	snprintf(sql, sizeof(sql), "TRUNCATE \"%s\".recovery_state, \"%s\".recovery_outbox",
+	         w->schema, w->schema);
+	harness_exec(w->conn, sql);
+	rules_policy_defaults(&policy);
+	db_set_recovery(w->db, &policy);
+	connect_db(w);
+
+	assert_int_equal(apply_sms(w, b1, -1, errstr, sizeof(errstr)), DB_OK);
+	assert_int_equal(db_last_tx(w->db)->triggers, 1);
+	assert_int_equal(apply_sms(w, b2, 1, errstr, sizeof(errstr)), DB_OK);
+	assert_int_equal(db_last_tx(w->db)->accepted, 2);
+	assert_int_equal(db_last_tx(w->db)->triggers, 1);
+
+	char *ledger = query_text(
+	    w, "SELECT string_agg(event_id || ' ' || customer_id, ', ' ORDER BY occurred_at)",
+	    "ledger");
+	char *outbox =
+	    query_text(w, "SELECT string_agg(event_id || ' ' || customer_id, ', ' ORDER BY id)",
+	               "recovery_outbox");
+	char *states = query_text(w, "SELECT string_agg(customer_id, ' ' ORDER BY customer_id)",
+	                          "recovery_state");
+	char *offset = query_text(w, "SELECT next_offset::text",
+	                          "consumer_offsets WHERE topic = 'feedback.sms'");
+
+	assert_string_equal(ledger, "ev-7 c-7, ev-7 c-9, ev-8 c-8");
+	assert_string_equal(outbox, "ev-7 c-7, ev-8 c-8");
+	assert_string_equal(states, "c-7 c-8 c-9");
+	assert_string_equal(offset, "3");
+	free(ledger);
+	free(outbox);
+	free(states);
+	free(offset);
+	batch_destroy(b1);
+	batch_destroy(b2);
+	db_set_recovery(w->db, NULL);
 }
 
 /*
@@ -754,6 +837,7 @@ int main(void)
 	    cmocka_unit_test(test_apply_admin_shutdown),
 	    cmocka_unit_test(test_apply_commit_gate),
 	    cmocka_unit_test(test_apply_recovery_state_race),
+	    cmocka_unit_test(test_apply_trigger_id_met_again),
 	    cmocka_unit_test(test_apply_remembers_its_last_commits),
 	    cmocka_unit_test(test_load_offsets),
 	    cmocka_unit_test(test_connect),
