@@ -1,6 +1,7 @@
 #include "db.h"
 
 #include "migrate.h"
+#include "publisher.h"
 #include "seen.h"
 #include "trigger.h"
 
@@ -32,7 +33,7 @@ struct db {
 	struct seen *seen;       /* events of the last transactions; NULL when out of memory */
 	bool (*gate)(void *arg); /* asked before COMMIT; NULL: always yes */
 	void *gate_arg;
-	char *notify_channel; /* "<schema>.recovery" */
+	char *notify_channel; /* publisher_channel(schema) */
 };
 
 #define AGG_COLUMNS                                                                                \
@@ -229,12 +230,11 @@ struct db *db_new(const char *conninfo, const char *schema)
 	db->seen = seen_new(2);
 	db->conninfo = strdup(conninfo ? conninfo : "");
 	db->schema = strdup(schema);
-	db->notify_channel = malloc(strlen(schema) + sizeof(".recovery"));
+	db->notify_channel = publisher_channel(schema);
 	if (db->conninfo == NULL || db->schema == NULL || db->notify_channel == NULL) {
 		db_destroy(db);
 		return NULL;
 	}
-	sprintf(db->notify_channel, "%s.recovery", schema);
 	return db;
 }
 

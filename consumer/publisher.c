@@ -127,6 +127,19 @@ static bool pub_exec_ok(struct publisher *p, const char *sql, const char *what)
 	return ok;
 }
 
+char *publisher_channel(const char *schema)
+{
+	static const char suffix[] = ".recovery";
+	size_t n = strlen(schema);
+	char *name = malloc(n + sizeof(suffix));
+
+	if (name != NULL) {
+		memcpy(name, schema, n);
+		memcpy(name + n, suffix, sizeof(suffix));
+	}
+	return name;
+}
+
 static bool pub_connect(struct publisher *p)
 {
 	char sql[300];
@@ -142,9 +155,11 @@ static bool pub_connect(struct publisher *p)
 	}
 	char *schema = PQescapeIdentifier(p->conn, p->opts->schema, strlen(p->opts->schema));
 	if (p->channel == NULL) {
-		char name[200];
-		snprintf(name, sizeof(name), "%s.recovery", p->opts->schema);
-		p->channel = PQescapeIdentifier(p->conn, name, strlen(name));
+		char *name = publisher_channel(p->opts->schema);
+
+		if (name != NULL)
+			p->channel = PQescapeIdentifier(p->conn, name, strlen(name));
+		free(name);
 	}
 	if (schema == NULL || p->channel == NULL) {
 		PQfreemem(schema);

@@ -34,6 +34,13 @@ struct publisher_stats {
 
 struct publisher;
 
+/*
+ * The name of the notification channel on which the batches of schema wake
+ * its publishers, "<schema>.recovery": the consumer NOTIFYs it, publishers
+ * LISTEN to it. malloc'd; NULL when out of memory.
+ */
+char *publisher_channel(const char *schema);
+
 /* A publisher for opts (referenced, must outlive it) on producer_conf,
  * which it takes, also on failure. Does not connect yet. */
 struct publisher *publisher_new(const struct publisher_opts *opts, rd_kafka_conf_t *producer_conf,
