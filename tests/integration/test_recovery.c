@@ -486,6 +486,61 @@ static void test_broker_refuses_then_recovers(void **state)
 }
 
 /*
+ * The publisher asks for the recovery topic's leaders when it starts, not
+ * at its first trigger. Once the consumer is in its group, the embedded
+ * Kafka answers every question about feedback.recovery with "leader not
+ * available"; the triggers of the stream are still acknowledged.
+ */
+static void test_first_trigger_knows_the_leader(void **state)
+{
+	PGconn *conn = harness_pg_connect();
+	char *schema = harness_fresh_schema(conn, "fc_recovery_leader");
+	char log_path[] = "/tmp/fc_recovery_leader_XXXXXX";
+	int fd = mkstemp(log_path);
+	rd_kafka_mock_cluster_t *mc;
+	struct fx_kafka k;
+	long long unsent = -1;
+	pid_t pid;
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	fx_migrate(conn, schema);
+	fx_kafka_start(&k, PARTITIONS);
+	mc = mockcluster_handle(k.mc);
+	pid = fx_consumer_start_logged(&k, schema, "g-leader", NULL, log_path);
+	for (int waited = 0; !log_contains(log_path, "assigned "); waited += 100) {
+		if (waited > 60000) {
+			fx_consumer_stop(pid, SIGKILL, 10000);
+			fail_msg("the consumer never joined its group (%s)", log_path);
+		}
+		usleep(100000);
+	}
+	rd_kafka_mock_topic_set_error(mc, fx_topics[T_RECOVERY],
+	                              RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
+	produce(&k, stream, STREAM_MESSAGES);
+	fx_wait_offsets(conn, schema, "g-leader", STREAM_MESSAGES, 60000);
+	for (int waited = 0; waited <= 20000; waited += 100) {
+		unsent = outbox_count(conn, schema, true);
+		if (unsent == 0)
+			break;
+		usleep(100000);
+	}
+	/* Before asserting: a failed assertion must not leave the topic or the consumer. */
+	rd_kafka_mock_topic_set_error(mc, fx_topics[T_RECOVERY], RD_KAFKA_RESP_ERR_NO_ERROR);
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 20000), 0);
+	assert_int_equal(unsent, 0);
+	assert_int_equal(outbox_count(conn, schema, false), N_EXPECTED_STREAM);
+	assert_int_equal(check_topic(&k, N_EXPECTED_STREAM), N_EXPECTED_STREAM);
+
+	fx_kafka_stop(&k);
+	unlink(log_path);
+	harness_drop_schema(conn, schema);
+	free(schema);
+	PQfinish(conn);
+}
+
+/*
  * Waits until the statistics show want rows inserted into recovery_state
  * (a backend reports its counters at exit at the latest); returns the
  * number of its rows read by sequential scans.
@@ -557,6 +612,7 @@ int main(void)
 	    cmocka_unit_test(test_fixed_stream),
 	    cmocka_unit_test(test_sigkill_before_ack),
 	    cmocka_unit_test(test_broker_refuses_then_recovers),
+	    cmocka_unit_test(test_first_trigger_knows_the_leader),
 	    cmocka_unit_test(test_state_lookups_use_the_index),
 	};
 
