@@ -167,23 +167,24 @@ void dlq_destroy(struct dlq *d)
 	free(d);
 }
 
-int dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason, const char *message)
+int dlq_send_source(struct dlq *d, const struct dlq_source *src, const char *reason,
+                    const char *message)
 {
 	struct dlq_record *r = calloc(1, sizeof(*r));
 
 	if (r == NULL)
 		return -1;
-	r->src_topic = strdup(rd_kafka_topic_name(rkm->rkt));
-	r->src_partition = rkm->partition;
-	r->src_offset = rkm->offset;
+	r->src_topic = strdup(src->topic);
+	r->src_partition = src->partition;
+	r->src_offset = src->offset;
 	r->reason = strdup(reason);
 	r->message = strdup(message);
-	r->key = rkm->key ? memdup(rkm->key, rkm->key_len) : NULL;
-	r->key_len = rkm->key_len;
-	r->null_value = rkm->payload == NULL;
-	r->value = memdup(rkm->payload ? rkm->payload : "", rkm->len);
-	r->value_len = rkm->len;
-	if (!r->src_topic || !r->reason || !r->message || (rkm->key && !r->key) || !r->value) {
+	r->key = src->key ? memdup(src->key, src->key_len) : NULL;
+	r->key_len = src->key_len;
+	r->null_value = src->value == NULL;
+	r->value = memdup(src->value ? src->value : "", src->value_len);
+	r->value_len = src->value_len;
+	if (!r->src_topic || !r->reason || !r->message || (src->key && !r->key) || !r->value) {
 		record_free(r);
 		return -1;
 	}
@@ -195,6 +196,19 @@ int dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason, c
 	}
 	rd_kafka_poll(d->rk, 0);
 	return 0;
+}
+
+int dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason, const char *message)
+{
+	const struct dlq_source src = {rd_kafka_topic_name(rkm->rkt),
+	                               rkm->partition,
+	                               rkm->offset,
+	                               rkm->key,
+	                               rkm->key_len,
+	                               rkm->payload,
+	                               rkm->payload ? rkm->len : 0};
+
+	return dlq_send_source(d, &src, reason, message);
 }
 
 static void sleep_ms(int ms)

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct dlq;
 
@@ -21,11 +22,26 @@ struct dlq *dlq_new(rd_kafka_conf_t *conf, const char *topic, char *errstr, size
 /* Flushes for up to a second, then drops what is still unsent. */
 void dlq_destroy(struct dlq *d);
 
+/* A source message, as much of it as a dead letter carries. */
+struct dlq_source {
+	const char *topic;
+	int32_t partition;
+	int64_t offset;
+	const void *key; /* NULL: no key */
+	size_t key_len;
+	const void *value; /* NULL: a null value */
+	size_t value_len;
+};
+
 /*
- * Queues rkm's key and value with headers naming its topic, partition and
- * offset, the reason code (e.g. "invalid_score") and message. Returns 0, or
- * -1 when out of memory. The caller keeps rkm.
+ * Queues a copy of src's key and value with headers naming its topic,
+ * partition and offset, the reason code (e.g. "invalid_score") and
+ * message. Returns 0, or -1 when out of memory. The caller keeps src.
  */
+int dlq_send_source(struct dlq *d, const struct dlq_source *src, const char *reason,
+                    const char *message);
+
+/* dlq_send_source of rkm. */
 int dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason, const char *message);
 
 /*
