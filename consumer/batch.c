@@ -76,19 +76,43 @@ static void id_set_reset(struct id_set *set)
 	}
 }
 
-/* Adds key unless present; true when it was added. The caller keeps the set below half full. */
-static bool id_set_insert(struct id_set *set, const char *key)
+/*
+ * The free slot where key belongs, or NULL when key is present. The caller
+ * claims it (gen, key) or leaves it free; it keeps the set below half full.
+ */
+static struct id_slot *id_set_slot(struct id_set *set, const char *key)
 {
 	size_t i = (size_t)id_hash(key) & set->mask;
 
 	while (set->slots[i].gen == set->gen) {
 		if (strcmp(set->slots[i].key, key) == 0)
-			return false;
+			return NULL;
 		i = (i + 1) & set->mask;
 	}
-	set->slots[i].gen = set->gen;
-	set->slots[i].key = key;
-	return true;
+	return &set->slots[i];
+}
+
+/* s in a, or the literal "" for an empty s; NULL when out of memory. */
+static const char *keep_string(struct arena *a, const char *s)
+{
+	return *s ? arena_strndup(a, s, strlen(s)) : "";
+}
+
+/*
+ * Points ev's strings at copies in a: the decoded message they came from
+ * lives only until the next one is decoded. 0, or -1 when out of memory.
+ */
+static int keep_strings(struct arena *a, struct event *ev)
+{
+	const char **const fields[] = {&ev->event_id,       &ev->customer_id, &ev->agent_id,
+	                               &ev->interaction_id, &ev->comment,     &ev->locale};
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		*fields[i] = keep_string(a, *fields[i]);
+		if (*fields[i] == NULL)
+			return -1;
+	}
+	return 0;
 }
 
 struct batch *batch_new(size_t max_msgs)
@@ -158,10 +182,15 @@ int batch_add(struct batch *b, int topic, int32_t partition, int64_t offset, con
 	m->partition = partition;
 	m->offset = offset;
 	m->event = -1;
-	if (ev && id_set_insert(b->ids, ev->event_id)) {
+	struct id_slot *slot = ev ? id_set_slot(b->ids, ev->event_id) : NULL;
+	if (slot) {
 		struct batch_event *be = &b->events[b->n_events];
 
 		be->ev = *ev;
+		if (keep_strings(&b->arena, &be->ev) != 0)
+			return -1;
+		slot->gen = b->ids->gen;
+		slot->key = be->ev.event_id;
 		kpi_count_event(ev, p, &be->counts);
 		be->bucket = kpi_bucket(ev->occurred_at_us);
 		be->negative_reasons = kpi_negative_reasons(ev, p);

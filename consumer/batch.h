@@ -2,8 +2,8 @@
  * batch.h - the messages gathered between two database transactions.
  *
  * Every consumed message is recorded, accepted or not, so that offsets
- * advance past dead-lettered ones too. Accepted events live in the batch's
- * arena. A batch is applied whole, or split into message ranges [from, to)
+ * advance past dead-lettered ones too. Accepted events' strings live in
+ * the batch's arena. A batch is applied whole, or split into message ranges [from, to)
  * when the database rejects one row.
  */
 #ifndef FC_BATCH_H
@@ -48,7 +48,7 @@ struct agg_row {
 };
 
 struct batch {
-	struct arena arena; /* events' strings and decoded protobuf */
+	struct arena arena; /* events' strings, and what the consumer keeps of messages */
 	struct batch_msg *msgs;
 	size_t n_msgs, cap_msgs;
 	struct batch_event *events;
@@ -64,10 +64,11 @@ void batch_reset(struct batch *b);
 bool batch_full(const struct batch *b);
 
 /*
- * Records a consumed message. With ev non-NULL it is an accepted event
- * (whose strings already live in b->arena): its counts, bucket and negative
- * reasons are computed under policy p. An event id already in the batch
- * is recorded as a message without an event (it counts once).
+ * Records a consumed message. With ev non-NULL it is an accepted event:
+ * its strings are copied into b->arena (ev's may go after the call), and
+ * its counts, bucket and negative reasons are computed under policy p. An
+ * event id already in the batch is recorded as a message without an event
+ * (it counts once).
  * Returns 0, or -1 when out of memory (b unchanged).
  */
 int batch_add(struct batch *b, int topic, int32_t partition, int64_t offset, const struct event *ev,

@@ -51,6 +51,7 @@ struct consumer {
 	 * 0.9 KiB an event (tests/bench/pipeline.sh, 20,000-event batches).
 	 */
 	struct dlq_source *sources;
+	struct arena decoded; /* the message being decoded; batch_add keeps what it needs */
 	struct offset_update *updates;
 	struct part_state *parts[CHANNEL_MAX];
 	int32_t n_parts[CHANNEL_MAX];
@@ -687,8 +688,9 @@ static void consumer_handle(struct consumer *c, rd_kafka_message_t *rkm)
 	}
 	if (idx == 0)
 		c->batch_started_us = mono_us();
+	arena_reset(&c->decoded);
 	dr = decode_event(rkm->payload, rkm->payload ? rkm->len : 0, (enum channel)(t + 1),
-	                  now_us(), &c->b->arena, &ev, errmsg, sizeof(errmsg));
+	                  now_us(), &c->decoded, &ev, errmsg, sizeof(errmsg));
 	if (dr == DECODE_OK) {
 		if (batch_add(c->b, t, rkm->partition, rkm->offset, &ev, &c->opts->policy) != 0)
 			goto oom;
@@ -973,6 +975,7 @@ struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t 
 	atomic_init(&c->progress_us, mono_us());
 	atomic_init(&c->ready, false);
 	consumer_register_metrics(c, opts->metrics);
+	arena_init(&c->decoded, 0);
 	c->b = batch_new((size_t)opts->batch_max_events);
 	c->sources = calloc((size_t)opts->batch_max_events, sizeof(*c->sources));
 	c->updates = calloc((size_t)opts->batch_max_events, sizeof(*c->updates));
@@ -1163,6 +1166,7 @@ void consumer_destroy(struct consumer *c)
 		rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	dlq_destroy(c->dlq);
 	batch_destroy(c->b);
+	arena_release(&c->decoded);
 	free(c->sources);
 	free(c->updates);
 	for (int t = 0; t < CHANNEL_MAX; t++)
