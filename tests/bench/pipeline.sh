@@ -2,6 +2,7 @@
 # End-to-end ingestion benchmark. Prints figures; it never fails on them.
 #
 #   tests/bench/pipeline.sh [EVENTS [CASE...]]   (default 500000, every case)
+#   BENCH_CONSUMER_FLAGS="--batch.max.events=10000" tests/bench/pipeline.sh   (extra settings)
 #
 # For each case it starts a fresh embedded Kafka, produces a backlog of
 # realistic events (four channels, 16 partitions each, 1 % re-sent
@@ -103,7 +104,7 @@ run_case() {
   # session.timeout.ms - 1 s for the others, 44 s by default, 5 s here.
   for r in $(seq "$replicas"); do
     "$bin" run --kafka.bootstrap.servers="$bootstrap" --database.schema="$schema" \
-      --consumer.workers="$workers" --kafka.session.timeout.ms=6000 --http.port=0 --log.level=warn 2>"$work/consumer-$r.log" &
+      --consumer.workers="$workers" --kafka.session.timeout.ms=6000 --http.port=0 --log.level=warn ${BENCH_CONSUMER_FLAGS:-} 2>"$work/consumer-$r.log" &
     consumers+=($!)
   done
   while [ "$stored" != "$total" ]; do
@@ -166,7 +167,7 @@ run_case() {
     }' | tee -a "$work/results"
 }
 
-echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $base events"
+echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $base events; consumer flags: ${BENCH_CONSUMER_FLAGS:-(defaults)}"
 printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s %7s\n" case events agents seconds events/s \
   steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal% first_s
 run_case agents100 "$base" 100 1 2
