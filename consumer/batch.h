@@ -3,8 +3,8 @@
  *
  * Every consumed message is recorded, accepted or not, so that offsets
  * advance past dead-lettered ones too. Accepted events' strings live in
- * the batch's arena. A batch is applied whole, or split into message ranges [from, to)
- * when the database rejects one row.
+ * the batch's arena. A batch is applied whole, or split into message
+ * ranges [from, to) when the database rejects one row.
  */
 #ifndef FC_BATCH_H
 #define FC_BATCH_H

@@ -459,6 +459,21 @@ static void test_apply_commit_gate(void **state)
 	db_set_commit_gate(w->db, NULL, NULL);
 }
 
+/* Empties every table, recovery's too; reconnects with the default recovery policy. */
+static void empty_with_recovery(struct world *w)
+{
+	struct rules_policy policy;
+	char sql[512];
+
+	empty_tables(w);
+	snprintf(sql, sizeof(sql), "TRUNCATE \"%s\".recovery_state, \"%s\".recovery_outbox",
+	         w->schema, w->schema);
+	harness_exec(w->conn, sql);
+	rules_policy_defaults(&policy);
+	db_set_recovery(w->db, &policy);
+	connect_db(w);
+}
+
 /*
  * Two replicas meet the same new customer: the other one inserts c-4's
  * recovery state after this transaction looked (its row is not committed
@@ -470,18 +485,11 @@ static void test_apply_commit_gate(void **state)
 static void test_apply_recovery_state_race(void **state)
 {
 	struct world *w = *state;
-	struct rules_policy policy;
 	char errstr[1024], sql[512];
 	PGconn *other = harness_pg_connect();
 	PGresult *res;
 
-	empty_tables(w);
-	snprintf(sql, sizeof(sql), "TRUNCATE \"%s\".recovery_state, \"%s\".recovery_outbox",
-	         w->schema, w->schema);
-	harness_exec(w->conn, sql);
-	rules_policy_defaults(&policy);
-	db_set_recovery(w->db, &policy);
-	connect_db(w);
+	empty_with_recovery(w);
 	snprintf(sql, sizeof(sql),
 	         "BEGIN; INSERT INTO \"%s\".recovery_state (customer_id) VALUES ('c-4')",
 	         w->schema);
@@ -517,9 +525,12 @@ static void test_apply_recovery_state_race(void **state)
 	db_set_recovery(w->db, NULL);
 }
 
-/* A one-partition batch of sms/0 messages at offset first.. of CSAT events (id, HH:MM, score). */
+/*
+ * A one-partition batch of sms/0 messages at offset first.. of CSAT events
+ * (id, HH:MM, score, customer); customers NULL: all c-1.
+ */
 static struct batch *sms_batch(int64_t first, const char *const *ids, const char *const *times,
-                               const int *scores, size_t n)
+                               const int *scores, const char *const *customers, size_t n)
 {
 	struct batch *b = batch_new(16);
 
@@ -527,7 +538,7 @@ static struct batch *sms_batch(int64_t first, const char *const *ids, const char
 	for (size_t i = 0; i < n; i++) {
 		char iso[32];
 		struct event ev = {.event_id = ids[i],
-		                   .customer_id = "c-1",
+		                   .customer_id = customers ? customers[i] : "c-1",
 		                   .agent_id = "agent-1",
 		                   .interaction_id = "",
 		                   .comment = "",
@@ -554,34 +565,6 @@ static enum db_status apply_sms(struct world *w, struct batch *b, int64_t expect
 }
 
 /*
- * sms/0 messages at offset first.. of CSAT 1 (negative) events, each
- * (id, HH:MM, customer).
- */
-static struct batch *negative_batch(int64_t first, const char *const *ids, const char *const *times,
-                                    const char *const *customers, size_t n)
-{
-	struct batch *b = batch_new(16);
-
-	assert_non_null(b);
-	for (size_t i = 0; i < n; i++) {
-		char iso[32];
-		struct event ev = {.event_id = ids[i],
-		                   .customer_id = customers[i],
-		                   .agent_id = "agent-1",
-		                   .interaction_id = "",
-		                   .comment = "",
-		                   .locale = "",
-		                   .channel = CHANNEL_SMS,
-		                   .csat = {true, 1, 1, 5, false}};
-
-		snprintf(iso, sizeof(iso), "2024-03-01T%s:00", times[i]);
-		ev.occurred_at_us = at_us(iso);
-		add_event(b, 0, 0, first + (int64_t)i, &ev);
-	}
-	return b;
-}
-
-/*
  * An event id that comes again with another occurred_at is another ledger
  * key, so the ledger takes it, but its trigger id exists: the straight
  * COPY into the outbox fails on it, and the staged insert queues the
@@ -590,21 +573,15 @@ static struct batch *negative_batch(int64_t first, const char *const *ids, const
 static void test_apply_trigger_id_met_again(void **state)
 {
 	struct world *w = *state;
-	struct rules_policy policy;
-	char errstr[1024], sql[512];
+	char errstr[1024];
 	const char *ids1[] = {"ev-7"}, *times1[] = {"10:00"}, *cust1[] = {"c-7"};
 	const char *ids2[] = {"ev-7", "ev-8"}, *times2[] = {"11:00", "11:05"},
 	           *cust2[] = {"c-9", "c-8"};
-	struct batch *b1 = negative_batch(0, ids1, times1, cust1, 1);
-	struct batch *b2 = negative_batch(1, ids2, times2, cust2, 2);
+	const int low[] = {1, 1}; /* negative */
+	struct batch *b1 = sms_batch(0, ids1, times1, low, cust1, 1);
+	struct batch *b2 = sms_batch(1, ids2, times2, low, cust2, 2);
 
-	empty_tables(w);
-	snprintf(sql, sizeof(sql), "TRUNCATE \"%s\".recovery_state, \"%s\".recovery_outbox",
-	         w->schema, w->schema);
-	harness_exec(w->conn, sql);
-	rules_policy_defaults(&policy);
-	db_set_recovery(w->db, &policy);
-	connect_db(w);
+	empty_with_recovery(w);
 
 	assert_int_equal(apply_sms(w, b1, -1, errstr, sizeof(errstr)), DB_OK);
 	assert_int_equal(db_last_tx(w->db)->triggers, 1);
@@ -650,8 +627,8 @@ static void test_apply_remembers_its_last_commits(void **state)
 	const char *ids2[] = {"ev-2", "ev-5"}, *times2[] = {"10:10", "10:40"};
 	const char *ids3[] = {"ev-5", "ev-6"}, *times3[] = {"10:40", "10:50"};
 	const int scores2[] = {2, 4}, scores3[] = {4, 5};
-	struct batch *b2 = sms_batch(2, ids2, times2, scores2, 2);
-	struct batch *b3 = sms_batch(4, ids3, times3, scores3, 2);
+	struct batch *b2 = sms_batch(2, ids2, times2, scores2, NULL, 2);
+	struct batch *b3 = sms_batch(4, ids3, times3, scores3, NULL, 2);
 
 	empty_tables(w);
 	connect_db(w);

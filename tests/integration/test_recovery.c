@@ -318,55 +318,75 @@ static void check_aggregates(PGconn *conn, const char *schema, long long negativ
 	assert_int_equal(harness_query_int(conn, sql), negatives);
 }
 
+/* A test's world: a fresh schema, an embedded Kafka, and a file for the consumer's log. */
+struct run {
+	PGconn *conn;
+	char *schema;
+	char log[64];
+	struct fx_kafka k;
+};
+
+static void run_begin(struct run *r, const char *name)
+{
+	int fd;
+
+	r->conn = harness_pg_connect();
+	r->schema = harness_fresh_schema(r->conn, name);
+	snprintf(r->log, sizeof(r->log), "/tmp/%s_XXXXXX", name);
+	fd = mkstemp(r->log);
+	assert_true(fd >= 0);
+	close(fd);
+	fx_migrate(r->conn, r->schema);
+	fx_kafka_start(&r->k, PARTITIONS);
+}
+
+static void run_end(struct run *r)
+{
+	fx_kafka_stop(&r->k);
+	unlink(r->log);
+	harness_drop_schema(r->conn, r->schema);
+	free(r->schema);
+	PQfinish(r->conn);
+}
+
 /*
  * The fixed stream, then the late events and the whole stream once more:
  * exactly the expected triggers, each sent once.
  */
 static void test_fixed_stream(void **state)
 {
-	PGconn *conn = harness_pg_connect();
-	char *schema = harness_fresh_schema(conn, "fc_recovery");
-	char log_path[] = "/tmp/fc_recovery_XXXXXX";
-	int fd = mkstemp(log_path);
-	struct fx_kafka k;
+	struct run r;
 	pid_t pid;
 
 	(void)state;
-	assert_true(fd >= 0);
-	close(fd);
-	fx_migrate(conn, schema);
-	fx_kafka_start(&k, PARTITIONS);
-	produce(&k, stream, STREAM_MESSAGES);
-	pid = fx_consumer_start_logged(&k, schema, "g-recovery", NULL, log_path);
-	fx_wait_offsets(conn, schema, "g-recovery", STREAM_MESSAGES, 60000);
-	wait_all_sent(conn, schema, 60000);
-	assert_int_equal(outbox_count(conn, schema, false), N_EXPECTED_STREAM);
+	run_begin(&r, "fc_recovery");
+	produce(&r.k, stream, STREAM_MESSAGES);
+	pid = fx_consumer_start_logged(&r.k, r.schema, "g-recovery", NULL, r.log);
+	fx_wait_offsets(r.conn, r.schema, "g-recovery", STREAM_MESSAGES, 60000);
+	wait_all_sent(r.conn, r.schema, 60000);
+	assert_int_equal(outbox_count(r.conn, r.schema, false), N_EXPECTED_STREAM);
 
 	/* The late events, then the same stream again: duplicates only. */
-	produce(&k, late, LATE_MESSAGES);
-	produce(&k, stream, STREAM_MESSAGES);
-	fx_wait_offsets(conn, schema, "g-recovery", 2 * STREAM_MESSAGES + LATE_MESSAGES, 60000);
-	wait_all_sent(conn, schema, 60000);
-	assert_int_equal(outbox_count(conn, schema, false), N_EXPECTED_ALL);
+	produce(&r.k, late, LATE_MESSAGES);
+	produce(&r.k, stream, STREAM_MESSAGES);
+	fx_wait_offsets(r.conn, r.schema, "g-recovery", 2 * STREAM_MESSAGES + LATE_MESSAGES, 60000);
+	wait_all_sent(r.conn, r.schema, 60000);
+	assert_int_equal(outbox_count(r.conn, r.schema, false), N_EXPECTED_ALL);
 	/* a2, a3, g2 were suppressed: cust-a's counter was reset by a4, g2's carried into g3. */
 	char sql[256];
-	snprintf(sql, sizeof(sql), "SELECT sum(suppressed) FROM \"%s\".recovery_state", schema);
-	assert_int_equal(harness_query_int(conn, sql), 0);
+	snprintf(sql, sizeof(sql), "SELECT sum(suppressed) FROM \"%s\".recovery_state", r.schema);
+	assert_int_equal(harness_query_int(r.conn, sql), 0);
 	/* Negatives: a1-a4, b1, b3, c1, g1-g3 = 10. */
-	check_aggregates(conn, schema, 10);
+	check_aggregates(r.conn, r.schema, 10);
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 20000), 0);
 	/* The consumer's counters: 7 queued, 3 suppressed (a2, a3, g2). */
-	assert_int_equal(log_counter(log_path, "triggers="), N_EXPECTED_ALL);
-	assert_int_equal(log_counter(log_path, "suppressed="), 3);
+	assert_int_equal(log_counter(r.log, "triggers="), N_EXPECTED_ALL);
+	assert_int_equal(log_counter(r.log, "suppressed="), 3);
 
 	/* Normal operation: each trigger exactly once. */
-	assert_int_equal(check_topic(&k, N_EXPECTED_ALL), N_EXPECTED_ALL);
+	assert_int_equal(check_topic(&r.k, N_EXPECTED_ALL), N_EXPECTED_ALL);
 
-	fx_kafka_stop(&k);
-	unlink(log_path);
-	harness_drop_schema(conn, schema);
-	free(schema);
-	PQfinish(conn);
+	run_end(&r);
 }
 
 static void recovery_leader(struct fx_kafka *k, int32_t broker)
@@ -439,50 +459,39 @@ static bool log_contains(const char *path, const char *needle)
  */
 static void test_broker_refuses_then_recovers(void **state)
 {
-	PGconn *conn = harness_pg_connect();
-	char *schema = harness_fresh_schema(conn, "fc_recovery_down");
-	char log_path[] = "/tmp/fc_recovery_down_XXXXXX";
-	int fd = mkstemp(log_path);
-	struct fx_kafka k;
+	struct run r;
 	pid_t pid;
 
 	(void)state;
-	assert_true(fd >= 0);
-	close(fd);
-	fx_migrate(conn, schema);
-	fx_kafka_start(&k, PARTITIONS);
+	run_begin(&r, "fc_recovery_down");
 	/* The input first: from here on every produce request fails, retriably. */
-	produce(&k, stream, VALID_MESSAGES);
+	produce(&r.k, stream, VALID_MESSAGES);
 	rd_kafka_resp_err_t errs[1000];
 	for (size_t i = 0; i < sizeof(errs) / sizeof(*errs); i++)
 		errs[i] = RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
 	for (int i = 0; i < 100; i++)
-		rd_kafka_mock_push_request_errors_array(mockcluster_handle(k.mc), PRODUCE_API_KEY,
+		rd_kafka_mock_push_request_errors_array(mockcluster_handle(r.k.mc), PRODUCE_API_KEY,
 		                                        sizeof(errs) / sizeof(*errs), errs);
 
-	pid = fx_consumer_start_logged(&k, schema, "g-down", NULL, log_path);
-	fx_wait_offsets(conn, schema, "g-down", VALID_MESSAGES, 60000);
-	check_aggregates(conn, schema, 8);
-	assert_int_equal(outbox_count(conn, schema, false), N_EXPECTED_STREAM);
-	for (int waited = 0; !log_contains(log_path, "stays queued"); waited += 100) {
+	pid = fx_consumer_start_logged(&r.k, r.schema, "g-down", NULL, r.log);
+	fx_wait_offsets(r.conn, r.schema, "g-down", VALID_MESSAGES, 60000);
+	check_aggregates(r.conn, r.schema, 8);
+	assert_int_equal(outbox_count(r.conn, r.schema, false), N_EXPECTED_STREAM);
+	for (int waited = 0; !log_contains(r.log, "stays queued"); waited += 100) {
 		if (waited > 60000)
-			fail_msg("no log line about the undelivered triggers in %s", log_path);
+			fail_msg("no log line about the undelivered triggers in %s", r.log);
 		usleep(100000);
 	}
-	assert_int_equal(outbox_count(conn, schema, true), N_EXPECTED_STREAM);
+	assert_int_equal(outbox_count(r.conn, r.schema, true), N_EXPECTED_STREAM);
 
-	rd_kafka_mock_clear_request_errors(mockcluster_handle(k.mc), PRODUCE_API_KEY);
-	wait_all_sent(conn, schema, 120000);
+	rd_kafka_mock_clear_request_errors(mockcluster_handle(r.k.mc), PRODUCE_API_KEY);
+	wait_all_sent(r.conn, r.schema, 120000);
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 20000), 0);
-	assert_true(log_contains(log_path, "writable again"));
+	assert_true(log_contains(r.log, "writable again"));
 	/* Delayed, not lost, and not duplicated: NOT_ENOUGH_REPLICAS appends nothing. */
-	assert_int_equal(check_topic(&k, N_EXPECTED_STREAM), N_EXPECTED_STREAM);
+	assert_int_equal(check_topic(&r.k, N_EXPECTED_STREAM), N_EXPECTED_STREAM);
 
-	fx_kafka_stop(&k);
-	unlink(log_path);
-	harness_drop_schema(conn, schema);
-	free(schema);
-	PQfinish(conn);
+	run_end(&r);
 }
 
 /*
@@ -493,35 +502,28 @@ static void test_broker_refuses_then_recovers(void **state)
  */
 static void test_first_trigger_knows_the_leader(void **state)
 {
-	PGconn *conn = harness_pg_connect();
-	char *schema = harness_fresh_schema(conn, "fc_recovery_leader");
-	char log_path[] = "/tmp/fc_recovery_leader_XXXXXX";
-	int fd = mkstemp(log_path);
 	rd_kafka_mock_cluster_t *mc;
-	struct fx_kafka k;
+	struct run r;
 	long long unsent = -1;
 	pid_t pid;
 
 	(void)state;
-	assert_true(fd >= 0);
-	close(fd);
-	fx_migrate(conn, schema);
-	fx_kafka_start(&k, PARTITIONS);
-	mc = mockcluster_handle(k.mc);
-	pid = fx_consumer_start_logged(&k, schema, "g-leader", NULL, log_path);
-	for (int waited = 0; !log_contains(log_path, "assigned "); waited += 100) {
+	run_begin(&r, "fc_recovery_leader");
+	mc = mockcluster_handle(r.k.mc);
+	pid = fx_consumer_start_logged(&r.k, r.schema, "g-leader", NULL, r.log);
+	for (int waited = 0; !log_contains(r.log, "assigned "); waited += 100) {
 		if (waited > 60000) {
 			fx_consumer_stop(pid, SIGKILL, 10000);
-			fail_msg("the consumer never joined its group (%s)", log_path);
+			fail_msg("the consumer never joined its group (%s)", r.log);
 		}
 		usleep(100000);
 	}
 	rd_kafka_mock_topic_set_error(mc, fx_topics[T_RECOVERY],
 	                              RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
-	produce(&k, stream, STREAM_MESSAGES);
-	fx_wait_offsets(conn, schema, "g-leader", STREAM_MESSAGES, 60000);
+	produce(&r.k, stream, STREAM_MESSAGES);
+	fx_wait_offsets(r.conn, r.schema, "g-leader", STREAM_MESSAGES, 60000);
 	for (int waited = 0; waited <= 20000; waited += 100) {
-		unsent = outbox_count(conn, schema, true);
+		unsent = outbox_count(r.conn, r.schema, true);
 		if (unsent == 0)
 			break;
 		usleep(100000);
@@ -530,14 +532,10 @@ static void test_first_trigger_knows_the_leader(void **state)
 	rd_kafka_mock_topic_set_error(mc, fx_topics[T_RECOVERY], RD_KAFKA_RESP_ERR_NO_ERROR);
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 20000), 0);
 	assert_int_equal(unsent, 0);
-	assert_int_equal(outbox_count(conn, schema, false), N_EXPECTED_STREAM);
-	assert_int_equal(check_topic(&k, N_EXPECTED_STREAM), N_EXPECTED_STREAM);
+	assert_int_equal(outbox_count(r.conn, r.schema, false), N_EXPECTED_STREAM);
+	assert_int_equal(check_topic(&r.k, N_EXPECTED_STREAM), N_EXPECTED_STREAM);
 
-	fx_kafka_stop(&k);
-	unlink(log_path);
-	harness_drop_schema(conn, schema);
-	free(schema);
-	PQfinish(conn);
+	run_end(&r);
 }
 
 /*
