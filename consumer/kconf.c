@@ -176,8 +176,8 @@ rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char 
 	 * its payload. Over the limit, librdkafka 2.0 stops fetching for up to
 	 * a second; consumer.c wakes its fetcher when the queue runs dry before
 	 * that. The consumers of one process (consumer.workers) share 3 MiB.
-	 * Measured with tests/bench/pipeline.sh: 42 MiB resident with one
-	 * consumer, 51 MiB with two.
+	 * Measured with tests/bench/pipeline.sh: 38 MiB resident with one
+	 * consumer, 45 MiB with two (5,000-event batches).
 	 * A negative rating waits for the fetch that brings it: with the
 	 * default fetch.wait.max.ms of 500 ms, the recovery benchmark measured
 	 * 400 ms from produce to transaction at the median, 45 ms with 20 ms.
