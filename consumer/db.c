@@ -62,16 +62,14 @@ struct db {
 	"suppressed_count, occurred_at, detected_at, follow_up_by, payload"
 
 static const char *const setup_sql[] = {
-    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_keys (event_id text, occurred_at timestamptz, "
-    "seq integer) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_keys (event_id text, seq integer) "
+    "ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS fc_stage_channel ON COMMIT DELETE ROWS AS "
     "SELECT bucket, channel, " AGG_COLUMNS " FROM channel_agg WITH NO DATA",
     "CREATE TEMP TABLE IF NOT EXISTS fc_stage_agent ON COMMIT DELETE ROWS AS "
     "SELECT bucket, agent_id, channel, " AGG_COLUMNS " FROM agent_agg WITH NO DATA",
     "CREATE TEMP TABLE IF NOT EXISTS fc_stage_recovery ON COMMIT DELETE ROWS AS "
     "SELECT " RECOVERY_COLUMNS " FROM recovery_state WITH NO DATA",
-    "CREATE TEMP TABLE IF NOT EXISTS fc_stage_outbox ON COMMIT DELETE ROWS AS "
-    "SELECT " OUTBOX_COLUMNS " FROM recovery_outbox WITH NO DATA",
 };
 
 /*
@@ -106,17 +104,10 @@ static const char sql_recovery_store[] =
 static const char sql_recovery_create[] = "COPY recovery_state (" RECOVERY_COLUMNS ") FROM STDIN";
 
 /*
- * Triggers are COPYed straight into the outbox: their ids are made of event
- * ids that the ledger took in this transaction. Only an event id seen before
- * with another occurred_at (a different ledger key) can meet its trigger id
- * again; then the batch's triggers go through the stage, and the one that
- * exists is left out.
+ * Triggers go straight into the outbox: their ids are made of event ids
+ * that this transaction accepted, so none of them exists yet.
  */
-static const char sql_outbox_copy[] = "COPY recovery_outbox (" OUTBOX_COLUMNS ") FROM STDIN";
-
-static const char sql_outbox[] =
-    "INSERT INTO recovery_outbox (" OUTBOX_COLUMNS ") SELECT " OUTBOX_COLUMNS
-    " FROM fc_stage_outbox ORDER BY trigger_id COLLATE \"C\" ON CONFLICT (trigger_id) DO NOTHING";
+static const char sql_outbox[] = "COPY recovery_outbox (" OUTBOX_COLUMNS ") FROM STDIN";
 
 /*
  * Offsets move only from the position this consumer read: an update whose
@@ -135,13 +126,13 @@ static const char sql_offsets[] =
     "SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)";
 
 /*
- * The events of the batch that the ledger already holds: duplicates. The
- * LATERAL ... LIMIT 1 makes it one primary-key probe per event, pruned to
- * one partition at run time; a plain join may hash the whole ledger.
+ * The events of the batch whose ids were accepted before: duplicates. The
+ * LATERAL ... LIMIT 1 makes it one primary-key probe per event; a plain
+ * join may hash the whole table.
  */
 static const char sql_ledger_seen[] =
-    "SELECT s.seq FROM fc_stage_keys s CROSS JOIN LATERAL (SELECT 1 FROM ledger l "
-    "WHERE l.event_id = s.event_id AND l.occurred_at = s.occurred_at LIMIT 1) seen";
+    "SELECT s.seq FROM fc_stage_keys s CROSS JOIN LATERAL (SELECT 1 FROM event_ids e "
+    "WHERE e.event_id = s.event_id LIMIT 1) seen";
 
 /* The ORDER BY is the lock order that every replica shares; "C" matches strcmp. */
 static const char sql_channel[] = "INSERT INTO channel_agg AS a (bucket, channel, " AGG_COLUMNS ") "
@@ -169,7 +160,6 @@ enum db_stmt {
 	STMT_OFFSETS,
 	STMT_AGENT,
 	STMT_CHANNEL,
-	STMT_OUTBOX,
 	STMT_RECOVERY_STORE,
 	STMT_NOTIFY,
 	STMT_COUNT
@@ -183,7 +173,6 @@ static const struct {
     [STMT_OFFSETS] = {"fc_offsets", sql_offsets, 5},
     [STMT_AGENT] = {"fc_agent", sql_agent, 0},
     [STMT_CHANNEL] = {"fc_channel", sql_channel, 0},
-    [STMT_OUTBOX] = {"fc_outbox", sql_outbox, 0},
     [STMT_RECOVERY_STORE] = {"fc_recovery_store", sql_recovery_store, 0},
     [STMT_NOTIFY] = {"fc_notify", sql_notify, 1},
 };
@@ -836,10 +825,26 @@ out:
  * straight into it: COPY inserts many rows per call, where INSERT ... ON
  * CONFLICT pays per row, and the look-up costs only index reads.
  */
-/*
- * The ledger rows of the events of [from, to) not marked is_new = false,
- * COPYed into the ledger. Returns the status of the COPY.
- */
+/* The ids of the events of [from, to) marked is_new, COPYed into event_ids, the key. */
+static enum db_status db_copy_ids(struct db *db, struct batch *b, size_t from, size_t to,
+                                  char *errstr, size_t errstr_size)
+{
+	db->len = 0;
+	for (size_t i = from; i < to; i++) {
+		const struct batch_msg *m = &b->msgs[i];
+
+		if (m->event < 0 || !b->events[m->event].is_new)
+			continue;
+		buf_text(db, b->events[m->event].ev.event_id);
+		buf_sep(db, '\t');
+		buf_time(db, b->events[m->event].ev.occurred_at_us);
+		buf_sep(db, '\n');
+	}
+	return db_copy(db, "COPY event_ids (event_id, occurred_at) FROM STDIN",
+	               "inserting event ids", errstr, errstr_size);
+}
+
+/* The ledger rows of the events of [from, to) marked is_new. */
 static enum db_status db_copy_ledger(struct db *db, struct batch *b, size_t from, size_t to,
                                      char *errstr, size_t errstr_size)
 {
@@ -855,11 +860,12 @@ static enum db_status db_copy_ledger(struct db *db, struct batch *b, size_t from
 }
 
 /*
- * Inserts the events of [from, to) that the ledger does not hold yet, and
- * marks them is_new. First optimistically: one COPY of every event under a
- * savepoint, which succeeds unless one of them is a duplicate. On a unique
- * violation it rolls back to the savepoint, looks the ids up, and COPYs the
- * new ones. Measured, the optimistic COPY wins even when a quarter of the
+ * Inserts the events of [from, to) whose ids were not accepted before, and
+ * marks them is_new. First optimistically: one COPY of every event's id
+ * into event_ids under a savepoint, which succeeds unless one of them is a
+ * duplicate, then one of their ledger rows. On a unique violation of the
+ * ids it rolls back to the savepoint, looks the ids up, and COPYs the new
+ * ones. Measured, the optimistic COPY wins even when a quarter of the
  * batches hold a duplicate: the look-up costs about as much as the COPY,
  * and a failing COPY stops at its first duplicate.
  */
@@ -891,8 +897,11 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 		st = db_exec(db, "SAVEPOINT fc_ledger", "setting a savepoint", errstr, errstr_size);
 		if (st != DB_OK)
 			return st;
-		st = db_copy_ledger(db, b, from, to, errstr, errstr_size);
+		st = db_copy_ids(db, b, from, to, errstr, errstr_size);
 		if (st == DB_OK) {
+			st = db_copy_ledger(db, b, from, to, errstr, errstr_size);
+			if (st != DB_OK)
+				return st;
 			*n_new = rows;
 			return db_exec(db, "RELEASE SAVEPOINT fc_ledger", "releasing a savepoint",
 			               errstr, errstr_size);
@@ -914,8 +923,6 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 			continue;
 		buf_text(db, b->events[m->event].ev.event_id);
 		buf_sep(db, '\t');
-		buf_time(db, b->events[m->event].ev.occurred_at_us);
-		buf_sep(db, '\t');
 		buf_int(db, m->event);
 		buf_sep(db, '\n');
 	}
@@ -935,13 +942,15 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 	}
 	if (rows == 0)
 		goto out;
-	st = db_copy_ledger(db, b, from, to, errstr, errstr_size);
+	st = db_copy_ids(db, b, from, to, errstr, errstr_size);
 	/*
 	 * Another consumer committed one of these ids after the look-up (two
 	 * replicas racing after a rebalance): the retry finds it there.
 	 */
 	if (st == DB_REJECTED && strcmp(db->sqlstate, "23505") == 0)
 		st = DB_RETRY;
+	if (st == DB_OK)
+		st = db_copy_ledger(db, b, from, to, errstr, errstr_size);
 	if (st == DB_OK)
 		*n_new = rows;
 out:
@@ -1110,39 +1119,6 @@ static void buf_state_row(struct db *db, const char *customer, const struct rule
 	buf_sep(db, '\n');
 }
 
-/*
- * Queues the triggers in db->buf (outbox rows) under a savepoint, so that
- * a trigger id met again leaves the transaction usable for the staged path,
- * which queues the others; db->last.triggers counts what was queued.
- */
-static enum db_status db_queue_triggers(struct db *db, char *errstr, size_t errstr_size)
-{
-	PGresult *res = NULL;
-	enum db_status st;
-
-	st = db_exec(db, "SAVEPOINT fc_outbox", "setting a savepoint", errstr, errstr_size);
-	if (st != DB_OK)
-		return st;
-	st = db_copy(db, sql_outbox_copy, "queueing triggers", errstr, errstr_size);
-	if (st == DB_OK)
-		return db_exec(db, "RELEASE SAVEPOINT fc_outbox", "releasing a savepoint", errstr,
-		               errstr_size);
-	if (st != DB_REJECTED || strcmp(db->sqlstate, "23505") != 0)
-		return st;
-	st = db_exec(db, "ROLLBACK TO SAVEPOINT fc_outbox", "rolling back to a savepoint", errstr,
-	             errstr_size);
-	if (st == DB_OK)
-		st = db_copy(db, "COPY fc_stage_outbox FROM STDIN", "staging triggers", errstr,
-		             errstr_size);
-	if (st == DB_OK)
-		st = db_run(db, STMT_OUTBOX, NULL, "queueing triggers", &res, errstr, errstr_size);
-	if (st == DB_OK) {
-		db->last.triggers = strtoul(PQcmdTuples(res), NULL, 10);
-		PQclear(res);
-	}
-	return st;
-}
-
 static int64_t wall_us(void)
 {
 	struct timespec ts;
@@ -1276,7 +1252,7 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 		db->last.triggers++;
 	}
 	if (db->last.triggers > 0) {
-		st = db_queue_triggers(db, errstr, errstr_size);
+		st = db_copy(db, sql_outbox, "queueing triggers", errstr, errstr_size);
 		if (st != DB_OK)
 			goto out;
 	}

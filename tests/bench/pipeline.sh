@@ -20,7 +20,9 @@
 #   - the share of the machine's CPU time the hypervisor took (steal) while
 #     the consumer ran: on a shared virtual machine the rates move with it;
 #   - the ceiling: COPY of the same ledger rows into an empty ledger of the
-#     same schema, in rows/s, and the ratios of both rates to it.
+#     same schema, and of their ids into its event_ids (the ledger's key,
+#     which the ledger itself no longer holds), in rows/s, and the ratios of
+#     both rates to it.
 # Cases: 100 agents, 100,000 agents, and 100 agents with twice the backlog,
 # each with one process of two consumers (--consumer.workers=2, one per
 # core); then the first case with two processes of one consumer each, the
@@ -136,13 +138,15 @@ run_case() {
   wait "$mock" || true
   mock=
 
-  # The ceiling: the same ledger rows COPYed into an empty ledger.
+  # The ceiling: the same ledger rows and their key COPYed into an empty schema.
   local rows c0 c1
   rows=$(psql -Atc "SELECT count(*) FROM $schema.ledger")
   psql -qc "\\copy (SELECT * FROM $schema.ledger) TO '$work/ledger.copy'"
+  psql -qc "\\copy (SELECT * FROM $schema.event_ids) TO '$work/ids.copy'"
   "$bin" migrate --database.schema="${schema}_copy" --log.level=warn
   c0=$(now)
-  psql -qc "\\copy ${schema}_copy.ledger FROM '$work/ledger.copy'"
+  psql -qc "\\copy ${schema}_copy.ledger FROM '$work/ledger.copy'" \
+    -c "\\copy ${schema}_copy.event_ids FROM '$work/ids.copy'"
   c1=$(now)
   # Each case starts from a quiet cluster: no autovacuum of an earlier
   # case's tables, no checkpoint writing its buffers, while the next runs.

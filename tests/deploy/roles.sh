@@ -69,7 +69,7 @@ check_schema() {
   # S select, I insert, U update, D delete, T truncate; written by hand
   # from what consumer/db.c and consumer/publisher.c send.
   expect_eq "$s: table privileges of the runtime role" \
-    "agent_agg=SIU channel_agg=SIU consumer_offsets=SIU ledger=SIU ledger_default=SIU recovery_outbox=SIUD recovery_state=SIU schema_migrations=S" \
+    "agent_agg=SIU channel_agg=SIU consumer_offsets=SIU event_ids=SIU ledger=SIU ledger_default=SIU recovery_outbox=SIUD recovery_state=SIU schema_migrations=S" \
     "$(sql -c "
     SELECT string_agg(relname || '=' || concat(
              CASE WHEN has_table_privilege('$runtime', oid, 'SELECT') THEN 'S' END,
@@ -79,7 +79,7 @@ check_schema() {
              CASE WHEN has_table_privilege('$runtime', oid, 'TRUNCATE') THEN 'T' END),
              ' ' ORDER BY relname)
     FROM pg_class WHERE relnamespace = '$s'::regnamespace AND relname IN ('agent_agg',
-      'channel_agg', 'consumer_offsets', 'ledger', 'ledger_default', 'recovery_outbox',
+      'channel_agg', 'consumer_offsets', 'event_ids', 'ledger', 'ledger_default', 'recovery_outbox',
       'recovery_state', 'schema_migrations')")"
   expect_eq "$s: relations the reporting role can read" \
     "agent_kpi channel_kpi recovery_triggers" "$(sql -c "
