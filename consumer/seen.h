@@ -2,11 +2,12 @@
  * seen.h - the events this process committed in its last transactions.
  *
  * A producer's re-send usually follows its original by a few messages, so
- * it often lands in the next batch, where the optimistic ledger COPY would
- * fail on it and the batch would have to look every id up. Events found
- * here are known duplicates without asking: they are in the ledger, this
- * process put them there. The ledger's primary key stays the guard for
- * everything else. Keys are the ledger's: (event_id, occurred_at).
+ * it often lands in the next batch, where the optimistic COPY of the ids
+ * would fail on it and the batch would have to look every id up. Events
+ * found here are known duplicates without asking: they are in event_ids,
+ * this process put them there. The primary key of event_ids stays the
+ * guard for everything else, an id that comes back with another
+ * occurred_at among it. Keys are (event_id, occurred_at).
  */
 #ifndef FC_SEEN_H
 #define FC_SEEN_H

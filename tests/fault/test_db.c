@@ -631,7 +631,7 @@ static void test_apply_event_id_with_another_time(void **state)
  * duplicate without a look-up: the optimistic COPY of the new event
  * alone succeeds. After a reconnect nothing is known any more (the server
  * may have lost the last commits): the same kind of batch fails its
- * optimistic COPY on the ledger's key and looks its ids up.
+ * optimistic COPY on the key in event_ids and looks its ids up.
  */
 static void test_apply_remembers_its_last_commits(void **state)
 {
