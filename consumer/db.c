@@ -821,10 +821,11 @@ out:
 }
 
 /*
- * Looks the batch's event ids up in the ledger, then COPYs the new ones
- * straight into it: COPY inserts many rows per call, where INSERT ... ON
- * CONFLICT pays per row, and the look-up costs only index reads.
+ * The ledger and its key are written with COPY, which inserts many rows per
+ * call, where INSERT ... ON CONFLICT pays per row; a look-up of the ids
+ * costs only index reads.
  */
+
 /* The ids of the events of [from, to) marked is_new, COPYed into event_ids, the key. */
 static enum db_status db_copy_ids(struct db *db, struct batch *b, size_t from, size_t to,
                                   char *errstr, size_t errstr_size)
