@@ -680,6 +680,55 @@ static void test_ensure_and_drop_partitions(void **state)
 	                 17);
 }
 
+/*
+ * A ledger of version 3 holds e-1 twice, with two occurred_at (so it was
+ * counted twice), and e-2 once. Migration 4 keys the ids, each with its
+ * first occurred_at, and the ledger keeps no key of its own.
+ */
+static void test_event_ids_from_an_older_ledger(void **state)
+{
+	struct fixture *f = *state;
+	char sql[512], errstr[512];
+
+	snprintf(sql, sizeof(sql),
+	         "CREATE SCHEMA \"%s\"; CREATE TABLE \"%s\".schema_migrations (version integer "
+	         "PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+	         f->schema, f->schema);
+	harness_exec(f->conn, sql);
+	/* What migrate_run did for versions 1 to 3. */
+	for (int i = 0; fc_migrations[i].version != 0 && fc_migrations[i].version < 4; i++) {
+		snprintf(sql, sizeof(sql), "BEGIN; SET LOCAL search_path TO \"%s\"", f->schema);
+		harness_exec(f->conn, sql);
+		harness_exec(f->conn, fc_migrations[i].sql);
+		snprintf(sql, sizeof(sql),
+		         "INSERT INTO \"%s\".schema_migrations (version, name) VALUES (%d, '%s'); "
+		         "COMMIT",
+		         f->schema, fc_migrations[i].version, fc_migrations[i].name);
+		harness_exec(f->conn, sql);
+	}
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO \"%s\".ledger (event_id, occurred_at, channel, customer_id, "
+	         "source_partition, source_offset) VALUES "
+	         "('e-1', '2101-01-16 10:00+00', 'sms', 'c', 0, 1), "
+	         "('e-1', '2101-01-15 10:00+00', 'sms', 'c', 0, 2), "
+	         "('e-2', '2101-01-15 11:00+00', 'sms', 'c', 0, 3)",
+	         f->schema);
+	harness_exec(f->conn, sql);
+
+	assert_int_equal(migrate_run(f->conn, f->schema, errstr, sizeof(errstr)), 1);
+	snprintf(sql, sizeof(sql), "SET search_path TO \"%s\"", f->schema);
+	harness_exec(f->conn, sql);
+	expect_text(f->conn,
+	            "SELECT string_agg(event_id || ' ' || to_char(occurred_at AT TIME ZONE 'UTC', "
+	            "'YYYY-MM-DD HH24:MI'), ', ' ORDER BY event_id) FROM event_ids",
+	            "e-1 2101-01-15 10:00, e-2 2101-01-15 11:00");
+	assert_int_equal(harness_query_int(f->conn, "SELECT count(*) FROM pg_constraint "
+	                                            "WHERE conrelid = 'ledger'::regclass"
+	                                            " AND contype = 'p'"),
+	                 0);
+	assert_int_equal(harness_query_int(f->conn, "SELECT count(*) FROM ledger"), 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -700,6 +749,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_partition_routing_and_idempotency, setup_migrated,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_ensure_and_drop_partitions, setup_migrated,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_event_ids_from_an_older_ledger, setup_fresh,
 	                                    teardown),
 	};
 
