@@ -826,9 +826,14 @@ out:
  * costs only index reads.
  */
 
-/* The ids of the events of [from, to) marked is_new, COPYed into event_ids, the key. */
+/*
+ * COPYs, with sql, a row "event_id TAB x" for each event of [from, to)
+ * marked is_new: x its occurred_at (into event_ids, the key), or with
+ * with_index its index in the batch (into the stage of a look-up).
+ */
 static enum db_status db_copy_ids(struct db *db, struct batch *b, size_t from, size_t to,
-                                  char *errstr, size_t errstr_size)
+                                  bool with_index, const char *sql, const char *what, char *errstr,
+                                  size_t errstr_size)
 {
 	db->len = 0;
 	for (size_t i = from; i < to; i++) {
@@ -838,12 +843,16 @@ static enum db_status db_copy_ids(struct db *db, struct batch *b, size_t from, s
 			continue;
 		buf_text(db, b->events[m->event].ev.event_id);
 		buf_sep(db, '\t');
-		buf_time(db, b->events[m->event].ev.occurred_at_us);
+		if (with_index)
+			buf_int(db, m->event);
+		else
+			buf_time(db, b->events[m->event].ev.occurred_at_us);
 		buf_sep(db, '\n');
 	}
-	return db_copy(db, "COPY event_ids (event_id, occurred_at) FROM STDIN",
-	               "inserting event ids", errstr, errstr_size);
+	return db_copy(db, sql, what, errstr, errstr_size);
 }
+
+static const char sql_copy_ids[] = "COPY event_ids (event_id, occurred_at) FROM STDIN";
 
 /* The ledger rows of the events of [from, to) marked is_new. */
 static enum db_status db_copy_ledger(struct db *db, struct batch *b, size_t from, size_t to,
@@ -898,7 +907,8 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 		st = db_exec(db, "SAVEPOINT fc_ledger", "setting a savepoint", errstr, errstr_size);
 		if (st != DB_OK)
 			return st;
-		st = db_copy_ids(db, b, from, to, errstr, errstr_size);
+		st = db_copy_ids(db, b, from, to, false, sql_copy_ids, "inserting event ids",
+		                 errstr, errstr_size);
 		if (st == DB_OK) {
 			st = db_copy_ledger(db, b, from, to, errstr, errstr_size);
 			if (st != DB_OK)
@@ -916,18 +926,8 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 	}
 
 	db->last.looked_up = true;
-	db->len = 0;
-	for (size_t i = from; i < to; i++) {
-		const struct batch_msg *m = &b->msgs[i];
-
-		if (m->event < 0 || !b->events[m->event].is_new)
-			continue;
-		buf_text(db, b->events[m->event].ev.event_id);
-		buf_sep(db, '\t');
-		buf_int(db, m->event);
-		buf_sep(db, '\n');
-	}
-	st = db_copy(db, "COPY fc_stage_keys FROM STDIN", "staging event ids", errstr, errstr_size);
+	st = db_copy_ids(db, b, from, to, true, "COPY fc_stage_keys FROM STDIN",
+	                 "staging event ids", errstr, errstr_size);
 	if (st != DB_OK)
 		return st;
 	res = PQexec(db->conn, sql_ledger_seen);
@@ -943,7 +943,8 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 	}
 	if (rows == 0)
 		goto out;
-	st = db_copy_ids(db, b, from, to, errstr, errstr_size);
+	st = db_copy_ids(db, b, from, to, false, sql_copy_ids, "inserting event ids", errstr,
+	                 errstr_size);
 	/*
 	 * Another consumer committed one of these ids after the look-up (two
 	 * replicas racing after a rebalance): the retry finds it there.
