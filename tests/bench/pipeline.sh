@@ -3,6 +3,9 @@
 #
 #   tests/bench/pipeline.sh [EVENTS [CASE...]]   (default 500000, every case)
 #   BENCH_CONSUMER_FLAGS="--batch.max.events=10000" tests/bench/pipeline.sh   (extra settings)
+#   BENCH_BASELINE=/path/to/other/feedback-consumer tests/bench/pipeline.sh 500000 agents100
+#     (each case BENCH_ROUNDS times, default 3, the other build and this one in
+#     turn; rows of the other build are named CASE@base; then the medians' ratios)
 #
 # For each case it starts a fresh embedded Kafka, produces a backlog of
 # realistic events (four channels, 16 partitions each, 1 % re-sent
@@ -142,18 +145,21 @@ run_case() {
   local rows c0 c1
   rows=$(psql -Atc "SELECT count(*) FROM $schema.ledger")
   psql -qc "\\copy (SELECT * FROM $schema.ledger) TO '$work/ledger.copy'"
-  psql -qc "\\copy (SELECT * FROM $schema.event_ids) TO '$work/ids.copy'"
+  # A baseline build from before migration 004 keys the ledger itself.
+  local ids=
+  [ "$(psql -Atc "SELECT to_regclass('$schema.event_ids') IS NOT NULL")" = t ] && ids=1
+  [ -z "$ids" ] || psql -qc "\\copy (SELECT * FROM $schema.event_ids) TO '$work/ids.copy'"
   "$bin" migrate --database.schema="${schema}_copy" --log.level=warn
   c0=$(now)
-  psql -qc "\\copy ${schema}_copy.ledger FROM '$work/ledger.copy'" \
-    -c "\\copy ${schema}_copy.event_ids FROM '$work/ids.copy'"
+  psql -qc "\\copy ${schema}_copy.ledger FROM '$work/ledger.copy'"
+  [ -z "$ids" ] || psql -qc "\\copy ${schema}_copy.event_ids FROM '$work/ids.copy'"
   c1=$(now)
   # Each case starts from a quiet cluster: no autovacuum of an earlier
   # case's tables, no checkpoint writing its buffers, while the next runs.
   PGOPTIONS="-c client_min_messages=warning" psql -qc "DROP SCHEMA ${schema}_copy CASCADE" \
     -c "DROP SCHEMA $schema CASCADE" -c "CHECKPOINT"
 
-  awk -v n="$name" -v e="$rows" -v a="$agents" -v t0="$t0" -v t1="$t1" -v c0="$c0" \
+  awk -v n="$name${tag:-}" -v e="$rows" -v a="$agents" -v t0="$t0" -v t1="$t1" -v c0="$c0" \
     -v c1="$c1" -v cpu="$cpu" -v rss="$rss" -v tf="$tf" -v first="$first" -v total="$total" \
     -v j0="$j0" -v j1="$j1" -v jf="$jf" -v ticks="$ticks" '
     BEGIN {
@@ -174,12 +180,39 @@ run_case() {
 echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $base events; consumer flags: ${BENCH_CONSUMER_FLAGS:-(defaults)}"
 printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s %7s\n" case events agents seconds events/s \
   steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal% first_s
-run_case agents100 "$base" 100 1 2
-run_case agents100k "$base" 100000 1 2
-run_case backlog2x $((base * 2)) 100 1 2
-run_case replicas2 "$base" 100 2 1
-run_case oneworker "$base" 100 1 1
-awk '{ cost[$1] = $7; rate[$1] = $5; steady[$1] = $6 } END {
+this_bin=$bin
+# run NAME ...: run_case once, or with BENCH_BASELINE in turns with that build.
+run() {
+  if [ -z "${BENCH_BASELINE:-}" ]; then
+    run_case "$@"
+    return
+  fi
+  local r
+  for r in $(seq "${BENCH_ROUNDS:-3}"); do
+    bin=$BENCH_BASELINE tag=@base run_case "$@"
+    bin=$this_bin tag= run_case "$@"
+  done
+}
+run agents100 "$base" 100 1 2
+run agents100k "$base" 100000 1 2
+run backlog2x $((base * 2)) 100 1 2
+run replicas2 "$base" 100 2 1
+run oneworker "$base" 100 1 1
+[ -z "${BENCH_BASELINE:-}" ] || awk '
+  function median(list,    v, n, i, j, t) {
+    n = split(list, v, " ")
+    for (i = 2; i <= n; i++)
+      for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+  }
+  { host[$1] = host[$1] " " $8; steady[$1] = steady[$1] " " $6; runs[$1]++ }
+  END {
+    for (k in host)
+      if (k !~ /@base$/ && ((k "@base") in host))
+        printf "%s, this build vs the baseline: machine CPU s/M x%.2f, steady events/s x%.2f (medians of %d runs each)\n",
+          k, median(host[k]) / median(host[k "@base"]), median(steady[k]) / median(steady[k "@base"]), runs[k]
+  }' "$work/results"
+awk '$1 !~ /@base$/ { cost[$1] = $7; rate[$1] = $5; steady[$1] = $6 } END {
   if (cost["agents100"] && cost["agents100k"] && cost["backlog2x"])
     printf "cost per event: 100,000 vs 100 agents x%.2f; 2x backlog vs 1x x%.2f\n",
       cost["agents100k"] / cost["agents100"], cost["backlog2x"] / cost["agents100"]
