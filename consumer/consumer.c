@@ -649,20 +649,13 @@ static int consumer_keep_source(struct consumer *c, size_t idx, int t,
                                 const rd_kafka_message_t *rkm)
 {
 	struct dlq_source *src = &c->sources[idx];
-	void *key = NULL, *value = NULL;
+	/* Byte copies; arena_strndup's NUL after them is never read. */
+	const char *key = rkm->key ? arena_strndup(&c->b->arena, rkm->key, rkm->key_len) : NULL;
+	const char *value =
+	    rkm->payload ? arena_strndup(&c->b->arena, rkm->payload, rkm->len) : NULL;
 
-	if (rkm->key != NULL) {
-		key = arena_alloc(&c->b->arena, rkm->key_len ? rkm->key_len : 1);
-		if (key == NULL)
-			return -1;
-		memcpy(key, rkm->key, rkm->key_len);
-	}
-	if (rkm->payload != NULL) {
-		value = arena_alloc(&c->b->arena, rkm->len ? rkm->len : 1);
-		if (value == NULL)
-			return -1;
-		memcpy(value, rkm->payload, rkm->len);
-	}
+	if ((rkm->key && key == NULL) || (rkm->payload && value == NULL))
+		return -1;
 	*src = (struct dlq_source){.topic = c->opts->topics[t],
 	                           .partition = rkm->partition,
 	                           .offset = rkm->offset,
@@ -708,8 +701,8 @@ static void consumer_handle(struct consumer *c, rd_kafka_message_t *rkm)
 		c->batch_dead_reason[dr < DECODE_RESULT_COUNT ? dr : DECODE_DECODE_ERROR]++;
 	}
 	ps->read = rkm->offset + 1;
-	if (c->b->n_msgs > idx && c->b->msgs[idx].event >= 0 &&
-	    consumer_keep_source(c, idx, t, rkm) != 0)
+	/* batch_add recorded the message at idx on both paths. */
+	if (c->b->msgs[idx].event >= 0 && consumer_keep_source(c, idx, t, rkm) != 0)
 		goto oom;
 	rd_kafka_message_destroy(rkm);
 	return;
