@@ -1,6 +1,7 @@
 #include "db.h"
 
 #include "migrate.h"
+#include "pgbuf.h"
 #include "publisher.h"
 #include "seen.h"
 #include "trigger.h"
@@ -18,10 +19,8 @@ struct db {
 	char *conninfo;
 	char *schema;
 	PGconn *conn;
-	/* COPY text of the current transaction; reused, grows to the largest batch. */
-	char *buf;
-	size_t len, cap;
-	bool oom;
+	/* COPY data and array literals of the current transaction; reused. */
+	struct pgbuf out;
 	char sqlstate[6];         /* of the last error; "" when it had none */
 	char *synchronous_commit; /* NULL: the server's setting */
 	/* Service recovery: enabled when policy is set. */
@@ -101,13 +100,15 @@ static const char sql_recovery_store[] =
  * customer) fails the COPY with 23505: the caller retries, and then locks
  * that row.
  */
-static const char sql_recovery_create[] = "COPY recovery_state (" RECOVERY_COLUMNS ") FROM STDIN";
+static const char sql_recovery_create[] =
+    "COPY recovery_state (" RECOVERY_COLUMNS ") FROM STDIN (FORMAT binary)";
 
 /*
  * Triggers go straight into the outbox: their ids are made of event ids
  * that this transaction accepted, so none of them exists yet.
  */
-static const char sql_outbox[] = "COPY recovery_outbox (" OUTBOX_COLUMNS ") FROM STDIN";
+static const char sql_outbox[] =
+    "COPY recovery_outbox (" OUTBOX_COLUMNS ") FROM STDIN (FORMAT binary)";
 
 /*
  * Offsets move only from the position this consumer read: an update whose
@@ -237,7 +238,7 @@ void db_destroy(struct db *db)
 	free(db->schema);
 	free(db->notify_channel);
 	free(db->synchronous_commit);
-	free(db->buf);
+	pgbuf_free(&db->out);
 	arena_release(&db->scratch);
 	seen_destroy(db->seen);
 	free(db);
@@ -444,228 +445,70 @@ enum db_status db_maintain(struct db *db, char *errstr, size_t errstr_size)
 	return db_exec(db, sql, "creating ledger partitions", errstr, errstr_size);
 }
 
-/* --- COPY text ---------------------------------------------------------- */
+/* --- COPY rows ---------------------------------------------------------- */
 
-static void buf_reserve(struct db *db, size_t more)
-{
-	size_t cap;
-	char *p;
-
-	if (db->len + more <= db->cap)
-		return;
-	cap = db->cap ? db->cap : 1 << 16;
-	while (cap < db->len + more)
-		cap *= 2;
-	p = realloc(db->buf, cap);
-	if (p == NULL) {
-		db->oom = true;
-		return;
-	}
-	db->buf = p;
-	db->cap = cap;
-}
-
-static void buf_raw(struct db *db, const char *s, size_t n)
-{
-	buf_reserve(db, n);
-	if (db->oom)
-		return;
-	memcpy(db->buf + db->len, s, n);
-	db->len += n;
-}
-
-static void buf_sep(struct db *db, char c)
-{
-	buf_raw(db, &c, 1);
-}
-
-/* A text field in COPY text format: backslash, tab, newline and CR escaped. */
-static void buf_text(struct db *db, const char *s)
-{
-	size_t n = strlen(s);
-
-	buf_reserve(db, 2 * n);
-	if (db->oom)
-		return;
-	for (const char *p = s; *p; p++) {
-		char c = *p;
-
-		switch (c) {
-		case '\\':
-			db->buf[db->len++] = '\\';
-			db->buf[db->len++] = '\\';
-			break;
-		case '\t':
-			db->buf[db->len++] = '\\';
-			db->buf[db->len++] = 't';
-			break;
-		case '\n':
-			db->buf[db->len++] = '\\';
-			db->buf[db->len++] = 'n';
-			break;
-		case '\r':
-			db->buf[db->len++] = '\\';
-			db->buf[db->len++] = 'r';
-			break;
-		default:
-			db->buf[db->len++] = c;
-		}
-	}
-}
-
-static void buf_null(struct db *db)
-{
-	buf_raw(db, "\\N", 2);
-}
-
-/* Empty optional strings are stored as NULL. */
-static void buf_opt_text(struct db *db, const char *s)
-{
-	if (*s)
-		buf_text(db, s);
-	else
-		buf_null(db);
-}
-
-/* Decimal digits by hand: snprintf was the largest cost of building a batch. */
-static void buf_int(struct db *db, int64_t v)
-{
-	char tmp[24], *p = tmp + sizeof(tmp);
-	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-
-	do {
-		*--p = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		*--p = '-';
-	buf_raw(db, p, (size_t)(tmp + sizeof(tmp) - p));
-}
-
-/* Writes v as exactly width digits (v >= 0, below 10^width). */
-static char *put_digits(char *p, int v, int width)
-{
-	for (int i = width - 1; i >= 0; i--) {
-		p[i] = (char)('0' + v % 10);
-		v /= 10;
-	}
-	return p + width;
-}
-
-/* An instant as an ISO timestamp with explicit UTC offset. */
-static void buf_time(struct db *db, int64_t us)
-{
-	int64_t secs = us / 1000000, frac = us % 1000000;
-	time_t t;
-	struct tm tm;
-	char tmp[48], *p = tmp;
-
-	if (frac < 0) {
-		frac += 1000000;
-		secs -= 1;
-	}
-	t = (time_t)secs;
-	gmtime_r(&t, &tm);
-	if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) {
-		/* Outside what validation lets through; kept exact all the same. */
-		int n = snprintf(tmp, sizeof(tmp), "%04d-%02d-%02d %02d:%02d:%02d.%06d+00",
-		                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		                 tm.tm_min, tm.tm_sec, (int)frac);
-		buf_raw(db, tmp, (size_t)n);
-		return;
-	}
-	p = put_digits(p, tm.tm_year + 1900, 4);
-	*p++ = '-';
-	p = put_digits(p, tm.tm_mon + 1, 2);
-	*p++ = '-';
-	p = put_digits(p, tm.tm_mday, 2);
-	*p++ = ' ';
-	p = put_digits(p, tm.tm_hour, 2);
-	*p++ = ':';
-	p = put_digits(p, tm.tm_min, 2);
-	*p++ = ':';
-	p = put_digits(p, tm.tm_sec, 2);
-	*p++ = '.';
-	p = put_digits(p, (int)frac, 6);
-	memcpy(p, "+00", 3);
-	p += 3;
-	buf_raw(db, tmp, (size_t)(p - tmp));
-}
-
-static void buf_rating(struct db *db, const struct rating *r, bool with_scale)
+/* score, or score, scale_min, scale_max: NULL when the rating is absent. */
+static void put_rating(struct pgbuf *o, const struct rating *r, bool with_scale, const char *score,
+                       const char *min, const char *max)
 {
 	if (!r->present) {
-		buf_null(db);
+		pgbuf_null(o);
 		if (with_scale) {
-			buf_sep(db, '\t');
-			buf_null(db);
-			buf_sep(db, '\t');
-			buf_null(db);
+			pgbuf_null(o);
+			pgbuf_null(o);
 		}
 		return;
 	}
-	buf_int(db, r->score);
+	pgbuf_int2(o, r->score, score);
 	if (with_scale) {
-		buf_sep(db, '\t');
-		buf_int(db, r->scale_min);
-		buf_sep(db, '\t');
-		buf_int(db, r->scale_max);
+		pgbuf_int2(o, r->scale_min, min);
+		pgbuf_int2(o, r->scale_max, max);
 	}
 }
 
-static void buf_ledger_row(struct db *db, const struct batch_msg *m, const struct batch_event *be)
+/* A row of LEDGER_COLUMNS. */
+static void put_ledger_row(struct pgbuf *o, const struct batch_msg *m, const struct batch_event *be)
 {
 	const struct event *ev = &be->ev;
 
-	buf_text(db, ev->event_id);
-	buf_sep(db, '\t');
-	buf_time(db, ev->occurred_at_us);
-	buf_sep(db, '\t');
-	buf_text(db, channel_name(ev->channel));
-	buf_sep(db, '\t');
-	buf_text(db, ev->customer_id);
-	buf_sep(db, '\t');
-	buf_opt_text(db, ev->agent_id);
-	buf_sep(db, '\t');
-	buf_opt_text(db, ev->interaction_id);
-	buf_sep(db, '\t');
-	buf_rating(db, &ev->csat, true);
-	buf_sep(db, '\t');
-	buf_rating(db, &ev->nps, false);
-	buf_sep(db, '\t');
-	buf_rating(db, &ev->ces, true);
-	buf_sep(db, '\t');
+	pgbuf_row(o, 21);
+	pgbuf_text(o, ev->event_id);
+	pgbuf_time(o, ev->occurred_at_us);
+	pgbuf_text(o, channel_name(ev->channel));
+	pgbuf_text(o, ev->customer_id);
+	pgbuf_opt_text(o, ev->agent_id);
+	pgbuf_opt_text(o, ev->interaction_id);
+	put_rating(o, &ev->csat, true, "csat_score", "csat_min", "csat_max");
+	put_rating(o, &ev->nps, false, "nps_score", NULL, NULL);
+	put_rating(o, &ev->ces, true, "ces_score", "ces_min", "ces_max");
 	if (ev->ces.present)
-		buf_raw(db, ev->ces.inverted ? "t" : "f", 1);
+		pgbuf_bool(o, ev->ces.inverted);
 	else
-		buf_null(db);
-	buf_sep(db, '\t');
+		pgbuf_null(o);
 	if (ev->fcr != FCR_NOT_ASKED)
-		buf_int(db, ev->fcr);
+		pgbuf_int2(o, ev->fcr, "fcr");
 	else
-		buf_null(db);
-	buf_sep(db, '\t');
+		pgbuf_null(o);
 	if (ev->has_contact) {
-		buf_int(db, ev->outcome);
-		buf_sep(db, '\t');
-		buf_int(db, ev->wait_seconds);
-		buf_sep(db, '\t');
-		buf_int(db, ev->handle_seconds);
+		pgbuf_int2(o, ev->outcome, "contact_outcome");
+		pgbuf_int4(o, ev->wait_seconds, "wait_seconds");
+		pgbuf_int4(o, ev->handle_seconds, "handle_seconds");
 	} else {
-		buf_raw(db, "\\N\t\\N\t\\N", 8);
+		pgbuf_null(o);
+		pgbuf_null(o);
+		pgbuf_null(o);
 	}
-	buf_sep(db, '\t');
-	buf_int(db, be->negative_reasons);
-	buf_sep(db, '\t');
-	buf_int(db, m->partition);
-	buf_sep(db, '\t');
-	buf_int(db, m->offset);
-	buf_sep(db, '\n');
+	pgbuf_int2(o, be->negative_reasons, "negative_reasons");
+	pgbuf_int4(o, m->partition, "source_partition");
+	pgbuf_int8(o, m->offset);
 }
 
-static void buf_counts(struct db *db, const struct kpi_counts *c)
+#define AGG_COUNT 21
+
+/* The AGG_COLUMNS of c, in their order. */
+static void put_counts(struct pgbuf *o, const struct kpi_counts *c)
 {
-	const int64_t v[] = {
+	const int64_t v[AGG_COUNT] = {
 	    c->csat_n,
 	    c->csat_satisfied,
 	    c->csat_score_units,
@@ -689,22 +532,34 @@ static void buf_counts(struct db *db, const struct kpi_counts *c)
 	    c->negative,
 	};
 
-	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		buf_sep(db, '\t');
-		buf_int(db, v[i]);
-	}
+	for (size_t i = 0; i < AGG_COUNT; i++)
+		pgbuf_int8(o, v[i]);
 }
 
-/* Sends db->buf with COPY ... FROM STDIN. */
+/*
+ * Ends the binary COPY data in db->out and sends it with sql (COPY ... FROM
+ * STDIN (FORMAT binary)). A value that does not fit its column is refused
+ * here, as the server refuses it in text: sqlstate 22003, so that the
+ * batch is split until its event stands alone.
+ */
 static enum db_status db_copy(struct db *db, const char *sql, const char *what, char *errstr,
                               size_t errstr_size)
 {
 	PGresult *res = NULL;
 	enum db_status st = DB_OK;
 
-	if (db->oom) {
+	pgbuf_copy_end(&db->out);
+	if (db->out.oom) {
 		snprintf(errstr, errstr_size, "%s: out of memory", what);
 		return DB_FATAL;
+	}
+	if (db->out.range_column) {
+		snprintf(db->sqlstate, sizeof(db->sqlstate), "22003");
+		snprintf(errstr, errstr_size,
+		         "%s failed (sqlstate 22003): %s %" PRId64
+		         " is out of range for its column",
+		         what, db->out.range_column, db->out.range_value);
+		return DB_REJECTED;
 	}
 	res = PQexec(db->conn, sql);
 	if (PQresultStatus(res) != PGRES_COPY_IN) {
@@ -713,7 +568,7 @@ static enum db_status db_copy(struct db *db, const char *sql, const char *what, 
 	}
 	PQclear(res);
 	res = NULL;
-	if (PQputCopyData(db->conn, db->buf, (int)db->len) != 1 ||
+	if (PQputCopyData(db->conn, db->out.buf, (int)db->out.len) != 1 ||
 	    PQputCopyEnd(db->conn, NULL) != 1) {
 		st = db_error(db, NULL, what, errstr, errstr_size);
 		goto out;
@@ -728,36 +583,6 @@ out:
 
 /* --- transactions ------------------------------------------------------- */
 
-/* Appends a PostgreSQL array literal of n values written by put(i). */
-static void buf_array_begin(struct db *db)
-{
-	buf_sep(db, '{');
-}
-
-static void buf_array_sep(struct db *db, size_t i)
-{
-	if (i > 0)
-		buf_sep(db, ',');
-}
-
-static void buf_array_end(struct db *db)
-{
-	buf_sep(db, '}');
-	buf_sep(db, '\0');
-}
-
-/* Array elements are double-quoted with backslash escapes for " and \. */
-static void buf_array_text(struct db *db, const char *s)
-{
-	buf_sep(db, '"');
-	for (const char *p = s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			buf_sep(db, '\\');
-		buf_sep(db, *p);
-	}
-	buf_sep(db, '"');
-}
-
 static enum db_status db_advance_offsets(struct db *db, const char *group,
                                          const char *const *topics, const struct offset_update *u,
                                          size_t nu, char *errstr, size_t errstr_size)
@@ -767,43 +592,44 @@ static enum db_status db_advance_offsets(struct db *db, const char *group,
 	PGresult *res = NULL;
 	enum db_status st = DB_OK;
 	long long moved;
+	struct pgbuf *o = &db->out;
 
-	db->len = 0;
-	at[0] = db->len;
-	buf_array_begin(db);
+	pgbuf_clear(o);
+	at[0] = o->len;
+	pgbuf_array_begin(o);
 	for (size_t i = 0; i < nu; i++) {
-		buf_array_sep(db, i);
-		buf_array_text(db, topics[u[i].topic]);
+		pgbuf_array_sep(o, i);
+		pgbuf_array_text(o, topics[u[i].topic]);
 	}
-	buf_array_end(db);
-	at[1] = db->len;
-	buf_array_begin(db);
+	pgbuf_array_end(o);
+	at[1] = o->len;
+	pgbuf_array_begin(o);
 	for (size_t i = 0; i < nu; i++) {
-		buf_array_sep(db, i);
-		buf_int(db, u[i].partition);
+		pgbuf_array_sep(o, i);
+		pgbuf_array_int(o, u[i].partition);
 	}
-	buf_array_end(db);
-	at[2] = db->len;
-	buf_array_begin(db);
+	pgbuf_array_end(o);
+	at[2] = o->len;
+	pgbuf_array_begin(o);
 	for (size_t i = 0; i < nu; i++) {
-		buf_array_sep(db, i);
-		buf_int(db, u[i].expected);
+		pgbuf_array_sep(o, i);
+		pgbuf_array_int(o, u[i].expected);
 	}
-	buf_array_end(db);
-	at[3] = db->len;
-	buf_array_begin(db);
+	pgbuf_array_end(o);
+	at[3] = o->len;
+	pgbuf_array_begin(o);
 	for (size_t i = 0; i < nu; i++) {
-		buf_array_sep(db, i);
-		buf_int(db, u[i].next);
+		pgbuf_array_sep(o, i);
+		pgbuf_array_int(o, u[i].next);
 	}
-	buf_array_end(db);
-	if (db->oom) {
+	pgbuf_array_end(o);
+	if (o->oom) {
 		snprintf(errstr, errstr_size, "advancing offsets: out of memory");
 		return DB_FATAL;
 	}
 	params[0] = group;
 	for (int i = 0; i < 4; i++)
-		params[i + 1] = db->buf + at[i];
+		params[i + 1] = o->buf + at[i];
 	st = db_run(db, STMT_OFFSETS, params, "advancing offsets", &res, errstr, errstr_size);
 	if (st != DB_OK)
 		goto out;
@@ -827,46 +653,46 @@ out:
  */
 
 /*
- * COPYs, with sql, a row "event_id TAB x" for each event of [from, to)
- * marked is_new: x its occurred_at (into event_ids, the key), or with
- * with_index its index in the batch (into the stage of a look-up).
+ * COPYs, with sql, a row (event_id, x) for each event of [from, to) marked
+ * is_new: x its occurred_at (into event_ids, the key), or with with_index
+ * its index in the batch (into the stage of a look-up).
  */
 static enum db_status db_copy_ids(struct db *db, struct batch *b, size_t from, size_t to,
                                   bool with_index, const char *sql, const char *what, char *errstr,
                                   size_t errstr_size)
 {
-	db->len = 0;
+	pgbuf_copy_begin(&db->out);
 	for (size_t i = from; i < to; i++) {
 		const struct batch_msg *m = &b->msgs[i];
 
 		if (m->event < 0 || !b->events[m->event].is_new)
 			continue;
-		buf_text(db, b->events[m->event].ev.event_id);
-		buf_sep(db, '\t');
+		pgbuf_row(&db->out, 2);
+		pgbuf_text(&db->out, b->events[m->event].ev.event_id);
 		if (with_index)
-			buf_int(db, m->event);
+			pgbuf_int4(&db->out, m->event, "seq");
 		else
-			buf_time(db, b->events[m->event].ev.occurred_at_us);
-		buf_sep(db, '\n');
+			pgbuf_time(&db->out, b->events[m->event].ev.occurred_at_us);
 	}
 	return db_copy(db, sql, what, errstr, errstr_size);
 }
 
-static const char sql_copy_ids[] = "COPY event_ids (event_id, occurred_at) FROM STDIN";
+static const char sql_copy_ids[] =
+    "COPY event_ids (event_id, occurred_at) FROM STDIN (FORMAT binary)";
 
 /* The ledger rows of the events of [from, to) marked is_new. */
 static enum db_status db_copy_ledger(struct db *db, struct batch *b, size_t from, size_t to,
                                      char *errstr, size_t errstr_size)
 {
-	db->len = 0;
+	pgbuf_copy_begin(&db->out);
 	for (size_t i = from; i < to; i++) {
 		const struct batch_msg *m = &b->msgs[i];
 
 		if (m->event >= 0 && b->events[m->event].is_new)
-			buf_ledger_row(db, m, &b->events[m->event]);
+			put_ledger_row(&db->out, m, &b->events[m->event]);
 	}
-	return db_copy(db, "COPY ledger (" LEDGER_COLUMNS ") FROM STDIN", "inserting ledger rows",
-	               errstr, errstr_size);
+	return db_copy(db, "COPY ledger (" LEDGER_COLUMNS ") FROM STDIN (FORMAT binary)",
+	               "inserting ledger rows", errstr, errstr_size);
 }
 
 /*
@@ -926,7 +752,7 @@ static enum db_status db_insert_ledger(struct db *db, struct batch *b, size_t fr
 	}
 
 	db->last.looked_up = true;
-	st = db_copy_ids(db, b, from, to, true, "COPY fc_stage_keys FROM STDIN",
+	st = db_copy_ids(db, b, from, to, true, "COPY fc_stage_keys FROM STDIN (FORMAT binary)",
 	                 "staging event ids", errstr, errstr_size);
 	if (st != DB_OK)
 		return st;
@@ -976,30 +802,27 @@ static enum db_status db_add_aggregates(struct db *db, struct batch *b, size_t f
 		snprintf(errstr, errstr_size, "combining the batch: out of memory");
 		return DB_FATAL;
 	}
-	db->len = 0;
+	pgbuf_copy_begin(&db->out);
 	for (size_t i = 0; i < n_ch; i++) {
-		buf_time(db, ch[i].bucket * 1000000);
-		buf_sep(db, '\t');
-		buf_text(db, channel_name(ch[i].channel));
-		buf_counts(db, &ch[i].counts);
-		buf_sep(db, '\n');
+		pgbuf_row(&db->out, 2 + AGG_COUNT);
+		pgbuf_time(&db->out, ch[i].bucket * 1000000);
+		pgbuf_text(&db->out, channel_name(ch[i].channel));
+		put_counts(&db->out, &ch[i].counts);
 	}
-	if (n_ch > 0 && (st = db_copy(db, "COPY fc_stage_channel FROM STDIN",
+	if (n_ch > 0 && (st = db_copy(db, "COPY fc_stage_channel FROM STDIN (FORMAT binary)",
 	                              "staging channel aggregates", errstr, errstr_size)) != DB_OK)
 		return st;
-	db->len = 0;
+	pgbuf_copy_begin(&db->out);
 	for (size_t i = 0; i < n_ag; i++) {
-		buf_time(db, ag[i].bucket * 1000000);
-		buf_sep(db, '\t');
-		buf_text(db, ag[i].agent_id);
-		buf_sep(db, '\t');
-		buf_text(db, channel_name(ag[i].channel));
-		buf_counts(db, &ag[i].counts);
-		buf_sep(db, '\n');
+		pgbuf_row(&db->out, 3 + AGG_COUNT);
+		pgbuf_time(&db->out, ag[i].bucket * 1000000);
+		pgbuf_text(&db->out, ag[i].agent_id);
+		pgbuf_text(&db->out, channel_name(ag[i].channel));
+		put_counts(&db->out, &ag[i].counts);
 	}
 	if (n_ag > 0) {
-		st = db_copy(db, "COPY fc_stage_agent FROM STDIN", "staging agent aggregates",
-		             errstr, errstr_size);
+		st = db_copy(db, "COPY fc_stage_agent FROM STDIN (FORMAT binary)",
+		             "staging agent aggregates", errstr, errstr_size);
 		if (st == DB_OK)
 			st = db_run(db, STMT_AGENT, NULL, "adding agent aggregates", NULL, errstr,
 			            errstr_size);
@@ -1054,71 +877,36 @@ static int parse_negatives(const char *s, struct rules_state *st)
 	return 0;
 }
 
-static void buf_bytea(struct db *db, const uint8_t *p, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	/* COPY text unescapes "\\x" to "\x", which bytea reads as hex. */
-	buf_raw(db, "\\\\x", 3);
-	buf_reserve(db, 2 * n);
-	if (db->oom)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		db->buf[db->len++] = hex[p[i] >> 4];
-		db->buf[db->len++] = hex[p[i] & 15];
-	}
-}
-
-static void buf_outbox_row(struct db *db, const struct event *ev, const struct rules_decision *d,
+/* A row of OUTBOX_COLUMNS. */
+static void put_outbox_row(struct pgbuf *o, const struct event *ev, const struct rules_decision *d,
                            int64_t detected_us, const uint8_t *payload, size_t len)
 {
-	buf_raw(db, TRIGGER_ID_PREFIX, strlen(TRIGGER_ID_PREFIX));
-	buf_text(db, ev->event_id);
-	buf_sep(db, '\t');
-	buf_text(db, ev->event_id);
-	buf_sep(db, '\t');
-	buf_text(db, ev->customer_id);
-	buf_sep(db, '\t');
-	buf_text(db, channel_name(ev->channel));
-	buf_sep(db, '\t');
-	buf_int(db, d->severity);
-	buf_sep(db, '\t');
-	buf_int(db, d->reasons);
-	buf_sep(db, '\t');
-	buf_int(db, d->repeat_count);
-	buf_sep(db, '\t');
-	buf_int(db, d->suppressed_count);
-	buf_sep(db, '\t');
-	buf_time(db, ev->occurred_at_us);
-	buf_sep(db, '\t');
-	buf_time(db, detected_us);
-	buf_sep(db, '\t');
-	buf_time(db, d->follow_up_by_us);
-	buf_sep(db, '\t');
-	buf_bytea(db, payload, len);
-	buf_sep(db, '\n');
+	pgbuf_row(o, 12);
+	pgbuf_text2(o, TRIGGER_ID_PREFIX, ev->event_id);
+	pgbuf_text(o, ev->event_id);
+	pgbuf_text(o, ev->customer_id);
+	pgbuf_text(o, channel_name(ev->channel));
+	pgbuf_int2(o, d->severity, "severity");
+	pgbuf_int2(o, d->reasons, "reasons");
+	pgbuf_int4(o, d->repeat_count, "repeat_count");
+	pgbuf_int4(o, d->suppressed_count, "suppressed_count");
+	pgbuf_time(o, ev->occurred_at_us);
+	pgbuf_time(o, detected_us);
+	pgbuf_time(o, d->follow_up_by_us);
+	pgbuf_bytea(o, payload, len);
 }
 
-/* A row of recovery_state's RECOVERY_COLUMNS. */
-static void buf_state_row(struct db *db, const char *customer, const struct rules_state *st)
+/* A row of RECOVERY_COLUMNS. */
+static void put_state_row(struct pgbuf *o, const char *customer, const struct rules_state *st)
 {
-	buf_text(db, customer);
-	buf_sep(db, '\t');
-	buf_sep(db, '{');
-	for (size_t j = 0; j < st->n_negatives; j++) {
-		if (j > 0)
-			buf_sep(db, ',');
-		buf_int(db, st->negatives_us[j]);
-	}
-	buf_sep(db, '}');
-	buf_sep(db, '\t');
+	pgbuf_row(o, 4);
+	pgbuf_text(o, customer);
+	pgbuf_int8_array(o, st->negatives_us, st->n_negatives);
 	if (st->has_trigger)
-		buf_time(db, st->last_trigger_us);
+		pgbuf_time(o, st->last_trigger_us);
 	else
-		buf_null(db);
-	buf_sep(db, '\t');
-	buf_int(db, st->suppressed);
-	buf_sep(db, '\n');
+		pgbuf_null(o);
+	pgbuf_int4(o, st->suppressed, "suppressed");
 }
 
 static int64_t wall_us(void)
@@ -1176,19 +964,19 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 		if (n_cust == 0 || strcmp(customers[n_cust - 1], refs[i].be->ev.customer_id) != 0)
 			customers[n_cust++] = refs[i].be->ev.customer_id;
 
-	db->len = 0;
-	buf_array_begin(db);
+	pgbuf_clear(&db->out);
+	pgbuf_array_begin(&db->out);
 	for (size_t i = 0; i < n_cust; i++) {
-		buf_array_sep(db, i);
-		buf_array_text(db, customers[i]);
+		pgbuf_array_sep(&db->out, i);
+		pgbuf_array_text(&db->out, customers[i]);
 	}
-	buf_array_end(db);
-	if (db->oom) {
+	pgbuf_array_end(&db->out);
+	if (db->out.oom) {
 		snprintf(errstr, errstr_size, "service recovery: out of memory");
 		st = DB_FATAL;
 		goto out;
 	}
-	const char *params[1] = {db->buf};
+	const char *params[1] = {db->out.buf};
 	res = PQexecParams(db->conn, sql_recovery_lock, 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		st = db_error(db, res, "locking recovery state", errstr, errstr_size);
@@ -1225,7 +1013,7 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 
 	/* Evaluate in (customer, occurred_at) order; outbox rows go to the buffer. */
 	arena_reset(&db->scratch);
-	db->len = 0;
+	pgbuf_copy_begin(&db->out);
 	size_t c = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct event *ev = &refs[i].be->ev;
@@ -1250,7 +1038,7 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 			st = DB_FATAL;
 			goto out;
 		}
-		buf_outbox_row(db, ev, &d, detected_us, payload, len);
+		put_outbox_row(&db->out, ev, &d, detected_us, payload, len);
 		db->last.triggers++;
 	}
 	if (db->last.triggers > 0) {
@@ -1261,10 +1049,10 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 
 	/* New customers first, straight into the table; then the others, staged. */
 	if (n_created > 0) {
-		db->len = 0;
+		pgbuf_copy_begin(&db->out);
 		for (size_t k = 0; k < n_cust; k++)
 			if (!existed[k])
-				buf_state_row(db, customers[k], &states[k]);
+				put_state_row(&db->out, customers[k], &states[k]);
 		st = db_copy(db, sql_recovery_create, "creating recovery state", errstr,
 		             errstr_size);
 		if (st == DB_REJECTED && strcmp(db->sqlstate, "23505") == 0) {
@@ -1278,12 +1066,12 @@ static enum db_status db_recover(struct db *db, struct batch *b, size_t from, si
 			goto out;
 	}
 	if (n_created < n_cust) {
-		db->len = 0;
+		pgbuf_copy_begin(&db->out);
 		for (size_t k = 0; k < n_cust; k++)
 			if (existed[k])
-				buf_state_row(db, customers[k], &states[k]);
-		st = db_copy(db, "COPY fc_stage_recovery FROM STDIN", "staging recovery state",
-		             errstr, errstr_size);
+				put_state_row(&db->out, customers[k], &states[k]);
+		st = db_copy(db, "COPY fc_stage_recovery FROM STDIN (FORMAT binary)",
+		             "staging recovery state", errstr, errstr_size);
 		if (st == DB_OK)
 			st = db_run(db, STMT_RECOVERY_STORE, NULL, "storing recovery state", NULL,
 			            errstr, errstr_size);
@@ -1333,7 +1121,6 @@ enum db_status db_apply(struct db *db, const char *group, const char *const *top
 		snprintf(errstr, errstr_size, "not connected to postgresql");
 		return DB_RECONNECT;
 	}
-	db->oom = false;
 	memset(&db->last, 0, sizeof(db->last));
 	for (size_t i = from; i < to; i++)
 		if (b->msgs[i].event >= 0)

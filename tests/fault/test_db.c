@@ -391,6 +391,47 @@ static void test_apply_bad_value(void **state)
 	apply_in_turn(*state, PQFAULT_SQLSTATE, "22003", DB_REJECTED);
 }
 
+/*
+ * A CSAT scale of 40000-40004 is valid (five points), but the ledger keeps
+ * scales in smallint. The row is refused as the server refuses it, 22003
+ * naming the column, before anything is sent: nothing stays, the session
+ * goes on, and the batch without it commits. The first column out of range
+ * is named: the score, which comes before the scale.
+ */
+static void test_apply_scale_beyond_smallint(void **state)
+{
+	struct world *w = *state;
+	struct batch *b = batch_new(4);
+	struct offset_update u[1];
+	struct event ev = {.event_id = "ev-big",
+	                   .customer_id = "c-9",
+	                   .agent_id = "agent-9",
+	                   .interaction_id = "",
+	                   .comment = "",
+	                   .locale = "",
+	                   .occurred_at_us = at_us("2024-03-01T10:05:00"),
+	                   .channel = CHANNEL_SMS,
+	                   .csat = {true, 40002, 40000, 40004, false}};
+	char errstr[1024];
+
+	assert_non_null(b);
+	empty_tables(w);
+	add_event(b, 0, 0, 0, &ev);
+	assert_int_equal(batch_offset_updates(b, 0, b->n_msgs, u), 1);
+	assert_int_equal(
+	    db_apply(w->db, "g", topics, b, 0, b->n_msgs, u, 1, errstr, sizeof(errstr)),
+	    DB_REJECTED);
+	assert_string_equal(errstr,
+	                    "inserting ledger rows failed (sqlstate 22003): csat_score 40002 "
+	                    "is out of range for its column");
+	assert_int_equal(PQtransactionStatus(db_conn(w->db)), PQTRANS_IDLE);
+	assert_int_equal(rows_left(w), 0);
+	batch_destroy(b);
+
+	assert_int_equal(apply(w, errstr, sizeof(errstr)), DB_OK);
+	assert_figures(w);
+}
+
 static void test_apply_missing_table(void **state)
 {
 	apply_in_turn(*state, PQFAULT_SQLSTATE, "42P01", DB_FATAL);
@@ -823,6 +864,7 @@ int main(void)
 	    cmocka_unit_test(test_apply_check_violation),
 	    cmocka_unit_test(test_apply_unique_violation),
 	    cmocka_unit_test(test_apply_bad_value),
+	    cmocka_unit_test(test_apply_scale_beyond_smallint),
 	    cmocka_unit_test(test_apply_missing_table),
 	    cmocka_unit_test(test_apply_admin_shutdown),
 	    cmocka_unit_test(test_apply_commit_gate),
