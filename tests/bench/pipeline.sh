@@ -6,6 +6,8 @@
 #   BENCH_BASELINE=/path/to/other/feedback-consumer tests/bench/pipeline.sh 500000 agents100
 #     (each case BENCH_ROUNDS times, default 3, the other build and this one in
 #     turn; rows of the other build are named CASE@base; then the medians' ratios)
+#   BENCH_PROFILE=1 tests/bench/pipeline.sh 500000 agents100
+#     (after each case, PostgreSQL's statements by time: pg_stat_statements)
 #
 # For each case it starts a fresh embedded Kafka, produces a backlog of
 # realistic events (four channels, 16 partitions each, 1 % re-sent
@@ -22,6 +24,10 @@
 #     are all busy, the cost that sets the rate, and steadier than the rate;
 #   - the share of the machine's CPU time the hypervisor took (steal) while
 #     the consumer ran: on a shared virtual machine the rates move with it;
+#   - the bytes of WAL that PostgreSQL wrote per event while the consumer
+#     ran (wal_B/ev): what the database did, and unlike CPU time it does
+#     not move with the machine, so a change to what the consumer writes
+#     shows even in one run;
 #   - the ceiling: COPY of the same ledger rows into an empty ledger of the
 #     same schema, and of their ids into its event_ids (the ledger's key,
 #     which the ledger itself no longer holds), in rows/s, and the ratios of
@@ -39,7 +45,9 @@ if [ "${1:-}" != "--inside" ]; then
   deploy/deps.sh
   cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DFC_BUILD_TESTS=ON >/dev/null
   cmake --build build/release -j"$(nproc)" --target feedback-consumer feedgen >/dev/null
-  exec pg_virtualenv -t -v 15 "$0" --inside "$@"
+  profile=()
+  [ -z "${BENCH_PROFILE:-}" ] || profile=(-o shared_preload_libraries=pg_stat_statements)
+  exec pg_virtualenv -t -v 15 "${profile[@]}" "$0" --inside "$@"
 fi
 shift
 base=${1:-500000}
@@ -71,6 +79,7 @@ now() {
 mkfifo "$work/never"
 exec {never}<>"$work/never"
 coproc PSQL { psql -At -v ON_ERROR_STOP=1; }
+[ -z "${BENCH_PROFILE:-}" ] || psql -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 sql() {
   echo "$1;" >&"${PSQL[1]}"
   read -r -u "${PSQL[0]}" REPLY
@@ -81,6 +90,13 @@ pause() { read -r -t "$1" -u "$never" || true; }
 # used: the consumer, PostgreSQL, the embedded Kafka.
 cpu_jiffies() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 ticks=$(getconf CLK_TCK)
+
+# profile_case NAME: the statements of the case that took most of the server's time.
+profile_case() {
+  echo "$1: calls, rows, ms, statement"
+  psql -AtF ' ' -c "SELECT calls, rows, round(total_exec_time), left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+    FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 15"
+}
 
 # run_case NAME EVENTS AGENTS REPLICAS WORKERS: prints one line of figures.
 run_case() {
@@ -100,7 +116,10 @@ run_case() {
   local total
   total=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$work/produced")
 
-  local t0 t1 tf="" stored=0 first=0 j0 j1 jf=""
+  local t0 t1 tf="" stored=0 first=0 j0 j1 jf="" wal
+  [ -z "${BENCH_PROFILE:-}" ] || sql "SELECT count(*) FROM pg_stat_statements_reset()"
+  sql "SELECT pg_current_wal_insert_lsn()"
+  wal=$REPLY
   t0=$(now)
   j0=$(cpu_jiffies)
   consumers=()
@@ -129,6 +148,8 @@ run_case() {
   done
   t1=$(now)
   j1=$(cpu_jiffies)
+  sql "SELECT pg_current_wal_insert_lsn() - '$wal'"
+  wal=$REPLY
   # utime + stime (fields 14 and 15), and the high-water mark of the RSS.
   local cpu rss pid
   cpu=$(for pid in "${consumers[@]}"; do cat "/proc/$pid/stat"; done |
@@ -138,6 +159,7 @@ run_case() {
   for pid in "${consumers[@]}"; do kill -TERM "$pid"; done
   for pid in "${consumers[@]}"; do wait "$pid" || true; done
   consumers=()
+  [ -z "${BENCH_PROFILE:-}" ] || profile_case "$name${tag:-}" >&2
   kill -TERM "$mock"
   wait "$mock" || true
   mock=
@@ -162,7 +184,7 @@ run_case() {
 
   awk -v n="$name${tag:-}" -v e="$rows" -v a="$agents" -v t0="$t0" -v t1="$t1" -v c0="$c0" \
     -v c1="$c1" -v cpu="$cpu" -v rss="$rss" -v tf="$tf" -v first="$first" -v total="$total" \
-    -v j0="$j0" -v j1="$j1" -v jf="$jf" -v ticks="$ticks" '
+    -v j0="$j0" -v j1="$j1" -v jf="$jf" -v ticks="$ticks" -v wal="$wal" '
     BEGIN {
       rate = e / (t1 - t0); ceil = e / (c1 - c0)
       # messages per second after the first commit, scaled to distinct events
@@ -172,15 +194,15 @@ run_case() {
       # busy CPU seconds of the whole machine per million events, from the first commit
       split(jf, sf, " ")
       host = (total > first) ? (s1[3] - sf[3]) / ticks * 1e6 / ((total - first) * e / total) : 0
-      printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.2f %8.1f %11.0f %6.2f %6.2f %6.0f %7.2f\n",
+      printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.2f %8.1f %11.0f %6.2f %6.2f %6.0f %7.2f %8.0f\n",
         n, e, a, t1 - t0, rate, steady, cpu * 1e6 / e, host, rss, ceil, rate / ceil, steady / ceil, steal,
-        tf - t0
+        tf - t0, wal / e
     }' | tee -a "$work/results"
 }
 
 echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $base events; consumer flags: ${BENCH_CONSUMER_FLAGS:-(defaults)}"
-printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s %7s\n" case events agents seconds events/s \
-  steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal% first_s
+printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s %7s %8s\n" case events agents seconds events/s \
+  steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal% first_s wal_B/ev
 this_bin=$bin
 # run NAME ...: run_case once, or with BENCH_BASELINE in turns with that build.
 run() {
@@ -206,12 +228,13 @@ run oneworker "$base" 100 1 1
       for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
     return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
   }
-  { host[$1] = host[$1] " " $8; steady[$1] = steady[$1] " " $6; runs[$1]++ }
+  { host[$1] = host[$1] " " $8; steady[$1] = steady[$1] " " $6; wal[$1] = wal[$1] " " $15; runs[$1]++ }
   END {
     for (k in host)
       if (k !~ /@base$/ && ((k "@base") in host))
-        printf "%s, this build vs the baseline: machine CPU s/M x%.2f, steady events/s x%.2f (medians of %d runs each)\n",
-          k, median(host[k]) / median(host[k "@base"]), median(steady[k]) / median(steady[k "@base"]), runs[k]
+        printf "%s, this build vs the baseline: machine CPU s/M x%.2f, steady events/s x%.2f, WAL per event x%.2f (medians of %d runs each)\n",
+          k, median(host[k]) / median(host[k "@base"]), median(steady[k]) / median(steady[k "@base"]),
+          median(wal[k]) / median(wal[k "@base"]), runs[k]
   }' "$work/results"
 awk '$1 !~ /@base$/ { cost[$1] = $7; rate[$1] = $5; steady[$1] = $6 } END {
   if (cost["agents100"] && cost["agents100k"] && cost["backlog2x"])
