@@ -3,6 +3,7 @@
 #
 #   tests/bench/pipeline.sh [EVENTS [CASE...]]   (default 500000, every case)
 #   BENCH_CONSUMER_FLAGS="--batch.max.events=10000" tests/bench/pipeline.sh   (extra settings)
+#   BENCH_ROUNDS=3 tests/bench/pipeline.sh   (each case 3 times, then the medians)
 #   BENCH_BASELINE=/path/to/other/feedback-consumer tests/bench/pipeline.sh 500000 agents100
 #     (each case BENCH_ROUNDS times, default 3, the other build and this one in
 #     turn; rows of the other build are named CASE@base; then the medians' ratios)
@@ -204,15 +205,13 @@ echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $
 printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s %7s %8s\n" case events agents seconds events/s \
   steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal% first_s wal_B/ev
 this_bin=$bin
-# run NAME ...: run_case once, or with BENCH_BASELINE in turns with that build.
+# run NAME ...: run_case BENCH_ROUNDS times (default 1), each time after
+# the BENCH_BASELINE build when there is one (then default 3).
 run() {
-  if [ -z "${BENCH_BASELINE:-}" ]; then
-    run_case "$@"
-    return
-  fi
-  local r
-  for r in $(seq "${BENCH_ROUNDS:-3}"); do
-    bin=$BENCH_BASELINE tag=@base run_case "$@"
+  local r rounds=${BENCH_ROUNDS:-1}
+  [ -z "${BENCH_BASELINE:-}" ] || rounds=${BENCH_ROUNDS:-3}
+  for r in $(seq "$rounds"); do
+    [ -z "${BENCH_BASELINE:-}" ] || bin=$BENCH_BASELINE tag=@base run_case "$@"
     bin=$this_bin tag= run_case "$@"
   done
 }
@@ -221,29 +220,44 @@ run agents100k "$base" 100000 1 2
 run backlog2x $((base * 2)) 100 1 2
 run replicas2 "$base" 100 2 1
 run oneworker "$base" 100 1 1
-[ -z "${BENCH_BASELINE:-}" ] || awk '
+# With several runs of a case, the median of each column; every comparison
+# below is made of medians (of one run each, without BENCH_ROUNDS).
+awk '
   function median(list,    v, n, i, j, t) {
     n = split(list, v, " ")
     for (i = 2; i <= n; i++)
       for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
     return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
   }
-  { host[$1] = host[$1] " " $8; steady[$1] = steady[$1] " " $6; wal[$1] = wal[$1] " " $15; runs[$1]++ }
+  !($1 in runs) { order[++cases] = $1 }
+  { runs[$1]++; for (c = 2; c <= NF; c++) col[$1, c] = col[$1, c] " " $c; if (runs[$1] > most) most = runs[$1] }
   END {
-    for (k in host)
-      if (k !~ /@base$/ && ((k "@base") in host))
-        printf "%s, this build vs the baseline: machine CPU s/M x%.2f, steady events/s x%.2f, WAL per event x%.2f (medians of %d runs each)\n",
-          k, median(host[k]) / median(host[k "@base"]), median(steady[k]) / median(steady[k "@base"]),
-          median(wal[k]) / median(wal[k "@base"]), runs[k]
+    for (i = 1; i <= cases; i++)
+      for (c = 2; c <= 15; c++) m[order[i], c] = median(col[order[i], c])
+    if (most > 1) {
+      print "medians:"
+      for (i = 1; i <= cases; i++) {
+        k = order[i]
+        printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.2f %8.1f %11.0f %6.2f %6.2f %6.0f %7.2f %8.0f  (%d runs)\n",
+          k, m[k, 2], m[k, 3], m[k, 4], m[k, 5], m[k, 6], m[k, 7], m[k, 8], m[k, 9], m[k, 10], m[k, 11],
+          m[k, 12], m[k, 13], m[k, 14], m[k, 15], runs[k]
+      }
+    }
+    for (i = 1; i <= cases; i++) {
+      k = order[i]
+      if (k !~ /@base$/ && ((k "@base") in runs))
+        printf "%s, this build vs the baseline: machine CPU s/M x%.2f, steady events/s x%.2f, WAL per event x%.2f\n",
+          k, m[k, 8] / m[k "@base", 8], m[k, 6] / m[k "@base", 6], m[k, 15] / m[k "@base", 15]
+    }
+    if (("agents100" in runs) && ("agents100k" in runs) && ("backlog2x" in runs))
+      printf "cost per event, 100,000 vs 100 agents and 2x backlog vs 1x: consumer CPU x%.2f and x%.2f, machine CPU x%.2f and x%.2f, WAL x%.2f and x%.2f\n",
+        m["agents100k", 7] / m["agents100", 7], m["backlog2x", 7] / m["agents100", 7],
+        m["agents100k", 8] / m["agents100", 8], m["backlog2x", 8] / m["agents100", 8],
+        m["agents100k", 15] / m["agents100", 15], m["backlog2x", 15] / m["agents100", 15]
+    if (("agents100" in runs) && ("oneworker" in runs))
+      printf "one process, two consumers vs one: events/s x%.2f end to end, x%.2f from the first commit\n",
+        m["agents100", 5] / m["oneworker", 5], m["agents100", 6] / m["oneworker", 6]
+    if (("agents100" in runs) && ("replicas2" in runs))
+      printf "two processes of one consumer vs one of two: events/s x%.2f end to end, x%.2f from the first commit\n",
+        m["replicas2", 5] / m["agents100", 5], m["replicas2", 6] / m["agents100", 6]
   }' "$work/results"
-awk '$1 !~ /@base$/ { cost[$1] = $7; rate[$1] = $5; steady[$1] = $6 } END {
-  if (cost["agents100"] && cost["agents100k"] && cost["backlog2x"])
-    printf "cost per event: 100,000 vs 100 agents x%.2f; 2x backlog vs 1x x%.2f\n",
-      cost["agents100k"] / cost["agents100"], cost["backlog2x"] / cost["agents100"]
-  if (rate["agents100"] && rate["oneworker"])
-    printf "one process, two consumers vs one: events/s x%.2f end to end, x%.2f from the first commit\n",
-      rate["agents100"] / rate["oneworker"], steady["agents100"] / steady["oneworker"]
-  if (rate["agents100"] && rate["replicas2"])
-    printf "two processes of one consumer vs one of two: events/s x%.2f end to end, x%.2f from the first commit\n",
-      rate["replicas2"] / rate["agents100"], steady["replicas2"] / steady["agents100"]
-}' "$work/results"
