@@ -127,32 +127,28 @@ void pgbuf_bool(struct pgbuf *b, bool v)
 	pgbuf_raw(b, v ? "\1" : "\0", 1);
 }
 
-static void out_of_range(struct pgbuf *b, int64_t v, const char *column)
+/* v, or 0 once noted as the first value out of range, when v is outside [min, max]. */
+static int64_t in_range(struct pgbuf *b, int64_t v, int64_t min, int64_t max, const char *column)
 {
+	if (v >= min && v <= max)
+		return v;
 	if (b->range_column == NULL) {
 		b->range_column = column;
 		b->range_value = v;
 	}
+	return 0;
 }
 
 void pgbuf_int2(struct pgbuf *b, int64_t v, const char *column)
 {
-	if (v < INT16_MIN || v > INT16_MAX) {
-		out_of_range(b, v, column);
-		v = 0;
-	}
 	put32(b, 2);
-	put16(b, (uint16_t)(int16_t)v);
+	put16(b, (uint16_t)(int16_t)in_range(b, v, INT16_MIN, INT16_MAX, column));
 }
 
 void pgbuf_int4(struct pgbuf *b, int64_t v, const char *column)
 {
-	if (v < INT32_MIN || v > INT32_MAX) {
-		out_of_range(b, v, column);
-		v = 0;
-	}
 	put32(b, 4);
-	put32(b, (uint32_t)(int32_t)v);
+	put32(b, (uint32_t)(int32_t)in_range(b, v, INT32_MIN, INT32_MAX, column));
 }
 
 void pgbuf_int8(struct pgbuf *b, int64_t v)
