@@ -3,7 +3,7 @@
 #
 #   tests/bench/pipeline.sh [EVENTS [CASE...]]   (default 500000, every case)
 #   BENCH_CONSUMER_FLAGS="--batch.max.events=10000" tests/bench/pipeline.sh   (extra settings)
-#   BENCH_ROUNDS=3 tests/bench/pipeline.sh   (each case 3 times, then the medians)
+#   BENCH_ROUNDS=3 tests/bench/pipeline.sh   (3 rounds of the cases, then the medians)
 #   BENCH_BASELINE=/path/to/other/feedback-consumer tests/bench/pipeline.sh 500000 agents100
 #     (each case BENCH_ROUNDS times, default 3, the other build and this one in
 #     turn; rows of the other build are named CASE@base; then the medians' ratios)
@@ -205,21 +205,22 @@ echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $
 printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s %7s %8s\n" case events agents seconds events/s \
   steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal% first_s wal_B/ev
 this_bin=$bin
-# run NAME ...: run_case BENCH_ROUNDS times (default 1), each time after
-# the BENCH_BASELINE build when there is one (then default 3).
+# BENCH_ROUNDS rounds (default 1; 3 with BENCH_BASELINE) of every case in
+# turn, so that a slow spell of the machine falls on all of them alike;
+# within a round, the BENCH_BASELINE build runs each case first.
+rounds=${BENCH_ROUNDS:-1}
+[ -z "${BENCH_BASELINE:-}" ] || rounds=${BENCH_ROUNDS:-3}
 run() {
-  local r rounds=${BENCH_ROUNDS:-1}
-  [ -z "${BENCH_BASELINE:-}" ] || rounds=${BENCH_ROUNDS:-3}
-  for r in $(seq "$rounds"); do
-    [ -z "${BENCH_BASELINE:-}" ] || bin=$BENCH_BASELINE tag=@base run_case "$@"
-    bin=$this_bin tag= run_case "$@"
-  done
+  [ -z "${BENCH_BASELINE:-}" ] || bin=$BENCH_BASELINE tag=@base run_case "$@"
+  bin=$this_bin tag= run_case "$@"
 }
-run agents100 "$base" 100 1 2
-run agents100k "$base" 100000 1 2
-run backlog2x $((base * 2)) 100 1 2
-run replicas2 "$base" 100 2 1
-run oneworker "$base" 100 1 1
+for _ in $(seq "$rounds"); do
+  run agents100 "$base" 100 1 2
+  run agents100k "$base" 100000 1 2
+  run backlog2x $((base * 2)) 100 1 2
+  run replicas2 "$base" 100 2 1
+  run oneworker "$base" 100 1 1
+done
 # With several runs of a case, the median of each column; every comparison
 # below is made of medians (of one run each, without BENCH_ROUNDS).
 awk '
