@@ -29,6 +29,9 @@
 #     ran (wal_B/ev): what the database did, and unlike CPU time it does
 #     not move with the machine, so a change to what the consumer writes
 #     shows even in one run;
+#   - the embedded Kafka's CPU seconds per million events while the
+#     consumer runs (kafka_s/M): part of the machine's, here only because
+#     the broker shares the machine;
 #   - the ceiling: COPY of the same ledger rows into an empty ledger of the
 #     same schema, and of their ids into its event_ids (the ledger's key,
 #     which the ledger itself no longer holds), in rows/s, and the ratios of
@@ -37,8 +40,10 @@
 # Cases: 100 agents, 100,000 agents, and 100 agents with twice the backlog,
 # each with one process of two consumers (--consumer.workers=2, one per
 # core); then the first case with two processes of one consumer each, the
-# way the service scales out (CPU summed over both, RSS of the larger); and
-# last the first case with one consumer, the baseline of the other two.
+# way the service scales out (CPU summed over both, RSS of the larger);
+# then the first case with one consumer, the baseline of the other two; and
+# last the first case with service recovery off (--recovery.enabled=false):
+# the ingestion pipeline alone, without the triggers' state and outbox.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -99,9 +104,9 @@ profile_case() {
     FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 15"
 }
 
-# run_case NAME EVENTS AGENTS REPLICAS WORKERS: prints one line of figures.
+# run_case NAME EVENTS AGENTS REPLICAS WORKERS [FLAGS]: prints one line of figures.
 run_case() {
-  local name=$1 events=$2 agents=$3 replicas=$4 workers=$5 schema="bench_$1"
+  local name=$1 events=$2 agents=$3 replicas=$4 workers=$5 flags=${6:-} schema="bench_$1"
   [ "$only" = "  " ] || [[ $only == *" $name "* ]] || return 0
   rm -f "$work/bootstrap"
   "$bin" kafka-mock --partitions 16 --bootstrap-file "$work/bootstrap" >/dev/null &
@@ -121,6 +126,9 @@ run_case() {
   [ -z "${BENCH_PROFILE:-}" ] || sql "SELECT count(*) FROM pg_stat_statements_reset()"
   sql "SELECT pg_current_wal_insert_lsn()"
   wal=$REPLY
+  # the embedded Kafka's CPU seconds while the consumer runs
+  local kcpu
+  kcpu=$(awk -v t="$ticks" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$mock/stat")
   t0=$(now)
   j0=$(cpu_jiffies)
   consumers=()
@@ -130,7 +138,7 @@ run_case() {
   # session.timeout.ms - 1 s for the others, 44 s by default, 5 s here.
   for r in $(seq "$replicas"); do
     "$bin" run --kafka.bootstrap.servers="$bootstrap" --database.schema="$schema" \
-      --consumer.workers="$workers" --kafka.session.timeout.ms=6000 --http.port=0 --log.level=warn ${BENCH_CONSUMER_FLAGS:-} 2>"$work/consumer-$r.log" &
+      --consumer.workers="$workers" --kafka.session.timeout.ms=6000 --http.port=0 --log.level=warn $flags ${BENCH_CONSUMER_FLAGS:-} 2>"$work/consumer-$r.log" &
     consumers+=($!)
   done
   while [ "$stored" != "$total" ]; do
@@ -161,6 +169,7 @@ run_case() {
   for pid in "${consumers[@]}"; do wait "$pid" || true; done
   consumers=()
   [ -z "${BENCH_PROFILE:-}" ] || profile_case "$name${tag:-}" >&2
+  kcpu=$(awk -v t="$ticks" -v k0="$kcpu" '{ printf "%.2f", ($14 + $15) / t - k0 }' "/proc/$mock/stat")
   kill -TERM "$mock"
   wait "$mock" || true
   mock=
@@ -185,7 +194,7 @@ run_case() {
 
   awk -v n="$name${tag:-}" -v e="$rows" -v a="$agents" -v t0="$t0" -v t1="$t1" -v c0="$c0" \
     -v c1="$c1" -v cpu="$cpu" -v rss="$rss" -v tf="$tf" -v first="$first" -v total="$total" \
-    -v j0="$j0" -v j1="$j1" -v jf="$jf" -v ticks="$ticks" -v wal="$wal" '
+    -v j0="$j0" -v j1="$j1" -v jf="$jf" -v ticks="$ticks" -v wal="$wal" -v kcpu="$kcpu" '
     BEGIN {
       rate = e / (t1 - t0); ceil = e / (c1 - c0)
       # messages per second after the first commit, scaled to distinct events
@@ -195,15 +204,15 @@ run_case() {
       # busy CPU seconds of the whole machine per million events, from the first commit
       split(jf, sf, " ")
       host = (total > first) ? (s1[3] - sf[3]) / ticks * 1e6 / ((total - first) * e / total) : 0
-      printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.2f %8.1f %11.0f %6.2f %6.2f %6.0f %7.2f %8.0f\n",
+      printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.2f %8.1f %11.0f %6.2f %6.2f %6.0f %7.2f %8.0f %8.2f\n",
         n, e, a, t1 - t0, rate, steady, cpu * 1e6 / e, host, rss, ceil, rate / ceil, steady / ceil, steal,
-        tf - t0, wal / e
+        tf - t0, wal / e, kcpu * 1e6 / e
     }' | tee -a "$work/results"
 }
 
 echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $base events; consumer flags: ${BENCH_CONSUMER_FLAGS:-(defaults)}"
-printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s %7s %8s\n" case events agents seconds events/s \
-  steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal% first_s wal_B/ev
+printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s %7s %8s %8s\n" case events agents seconds events/s \
+  steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal% first_s wal_B/ev kafka_s/M
 this_bin=$bin
 # BENCH_ROUNDS rounds (default 1; 3 with BENCH_BASELINE) of every case in
 # turn, so that a slow spell of the machine falls on all of them alike;
@@ -220,6 +229,7 @@ for _ in $(seq "$rounds"); do
   run backlog2x $((base * 2)) 100 1 2
   run replicas2 "$base" 100 2 1
   run oneworker "$base" 100 1 1
+  run norecovery "$base" 100 1 2 --recovery.enabled=false
 done
 # With several runs of a case, the median of each column; every comparison
 # below is made of medians (of one run each, without BENCH_ROUNDS).
@@ -234,14 +244,14 @@ awk '
   { runs[$1]++; for (c = 2; c <= NF; c++) col[$1, c] = col[$1, c] " " $c; if (runs[$1] > most) most = runs[$1] }
   END {
     for (i = 1; i <= cases; i++)
-      for (c = 2; c <= 15; c++) m[order[i], c] = median(col[order[i], c])
+      for (c = 2; c <= 16; c++) m[order[i], c] = median(col[order[i], c])
     if (most > 1) {
       print "medians:"
       for (i = 1; i <= cases; i++) {
         k = order[i]
-        printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.2f %8.1f %11.0f %6.2f %6.2f %6.0f %7.2f %8.0f  (%d runs)\n",
+        printf "%-10s %9d %7d %9.2f %10.0f %10.0f %9.2f %8.2f %8.1f %11.0f %6.2f %6.2f %6.0f %7.2f %8.0f %8.2f  (%d runs)\n",
           k, m[k, 2], m[k, 3], m[k, 4], m[k, 5], m[k, 6], m[k, 7], m[k, 8], m[k, 9], m[k, 10], m[k, 11],
-          m[k, 12], m[k, 13], m[k, 14], m[k, 15], runs[k]
+          m[k, 12], m[k, 13], m[k, 14], m[k, 15], m[k, 16], runs[k]
       }
     }
     for (i = 1; i <= cases; i++) {
@@ -258,6 +268,9 @@ awk '
     if (("agents100" in runs) && ("oneworker" in runs))
       printf "one process, two consumers vs one: events/s x%.2f end to end, x%.2f from the first commit\n",
         m["agents100", 5] / m["oneworker", 5], m["agents100", 6] / m["oneworker", 6]
+    if (("agents100" in runs) && ("norecovery" in runs))
+      printf "service recovery off vs on: machine CPU s/M x%.2f, events/s x%.2f from the first commit, ratio to the ceiling %.2f vs %.2f from the first commit\n",
+        m["norecovery", 8] / m["agents100", 8], m["norecovery", 6] / m["agents100", 6], m["norecovery", 12], m["agents100", 12]
     if (("agents100" in runs) && ("replicas2" in runs))
       printf "two processes of one consumer vs one of two: events/s x%.2f end to end, x%.2f from the first commit\n",
         m["replicas2", 5] / m["agents100", 5], m["replicas2", 6] / m["agents100", 6]
