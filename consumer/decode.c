@@ -284,13 +284,15 @@ enum decode_result decode_event(const void *value, size_t len, enum channel topi
                                 int64_t now_us, struct arena *a, struct event *ev, char *errmsg,
                                 size_t errmsg_size)
 {
-	const uint8_t *p = value, *end = p + len;
+	const uint8_t *p = value, *end;
 	Feedback__V1__FeedbackEvent *m;
 	enum decode_result r;
 	char q[300];
 
+	/* A tombstone's value is NULL: no arithmetic on it, not even + 0. */
 	if (value == NULL || len == 0)
 		return fail(errmsg, errmsg_size, DECODE_EMPTY_VALUE, "message has no value");
+	end = p + len;
 	if (p[0] == 0x00) {
 		/* Confluent framing: magic byte, 4-byte schema id, message-index list. */
 		uint64_t count, zz, idx;
