@@ -6,7 +6,7 @@
 set -euo pipefail
 
 # One package per word; add new dependencies here.
-PACKAGES="build-essential cmake pkg-config clang-format librdkafka-dev libprotobuf-c-dev
+PACKAGES="build-essential cmake pkg-config clang-format clang libclang-rt-14-dev librdkafka-dev libprotobuf-c-dev
 yamllint python3-yaml python3-jsonschema
 golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
 protobuf-c-compiler libprotobuf-dev libpq-dev libcmocka-dev libjansson-dev postgresql-15
