@@ -86,27 +86,41 @@ out:
 	pthread_mutex_unlock(&secrets_lock);
 }
 
-/* buf with every remembered secret replaced by <redacted>, into out. */
-static void redact(const char *buf, char *out, size_t size)
+void kconf_redact(const char *buf, char *out, size_t size)
 {
-	snprintf(out, size, "%s", buf);
+	static const char mask[] = "<redacted>";
+	size_t o = 0;
+
+	if (size == 0)
+		return;
 	pthread_mutex_lock(&secrets_lock);
-	for (size_t i = 0; i < n_secrets; i++) {
-		size_t len = strlen(secrets[i]);
-		char *hit;
+	/*
+	 * One pass over buf, the longest secret first at each position: a
+	 * secret is never looked for in a mask already written (one of
+	 * "<redacted>"'s letters would otherwise be masked again and again).
+	 */
+	for (const char *p = buf; *p != '\0';) {
+		size_t len = 0;
 
-		while ((hit = strstr(out, secrets[i])) != NULL) {
-			static const char mask[] = "<redacted>";
-			size_t tail = strlen(hit + len);
+		for (size_t i = 0; i < n_secrets; i++) {
+			size_t n = strlen(secrets[i]);
 
-			if ((size_t)(hit - out) + sizeof(mask) + tail > size) {
-				*hit = '\0'; /* no room: cut the line before the secret */
-				break;
-			}
-			memmove(hit + sizeof(mask) - 1, hit + len, tail + 1);
-			memcpy(hit, mask, sizeof(mask) - 1);
+			if (n > len && strncmp(p, secrets[i], n) == 0)
+				len = n;
 		}
+		if (len == 0) {
+			if (o + 1 >= size)
+				break;
+			out[o++] = *p++;
+			continue;
+		}
+		if (o + sizeof(mask) > size)
+			break; /* no room: cut the line before the secret */
+		memcpy(out + o, mask, sizeof(mask) - 1);
+		o += sizeof(mask) - 1;
+		p += len;
 	}
+	out[o] = '\0';
 	pthread_mutex_unlock(&secrets_lock);
 }
 
@@ -153,7 +167,7 @@ static void log_from_rdkafka(const rd_kafka_t *rk, int level, const char *fac, c
 
 	if (!log_enabled(lv))
 		return;
-	redact(buf, clean, sizeof(clean));
+	kconf_redact(buf, clean, sizeof(clean));
 	log_write(lv, NULL, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, clean);
 }
 

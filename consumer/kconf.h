@@ -23,6 +23,14 @@ rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char 
                            size_t errstr_size);
 
 /*
+ * buf into out (size bytes, NUL included) with the value of every secret
+ * kafka.* key that kconf_new was ever given replaced by "<redacted>", as
+ * librdkafka's log lines are before they are logged. A line too long for
+ * out is cut, and never inside a secret.
+ */
+void kconf_redact(const char *buf, char *out, size_t size);
+
+/*
  * Makes consumer conf that of worker (0 ..) of consumer.workers: with more
  * than one, a static member id (kafka.group.instance.id) gets "-<worker>",
  * since two members with one id fence each other. Returns 0, or -1 with

@@ -133,6 +133,39 @@ static void test_user_keys_win(void **state)
 	config_destroy(cfg);
 }
 
+/*
+ * librdkafka's lines lose every secret value: the longest match first, never
+ * a letter of a mask already written, and a line too long is cut before a
+ * secret, never inside it.
+ */
+static void test_log_lines_are_redacted(void **state)
+{
+	char err[512], out[64], small[16], tiny[8];
+	struct config *cfg = config_new();
+	rd_kafka_conf_t *conf;
+
+	(void)state;
+	assert_non_null(cfg);
+	assert_int_equal(
+	    config_set(cfg, "kafka.sasl.password", "e", CONFIG_SRC_FLAG, err, sizeof(err)), 0);
+	assert_int_equal(
+	    config_set(cfg, "kafka.ssl.key.password", "connect", CONFIG_SRC_ENV, err, sizeof(err)),
+	    0);
+	conf = build(cfg, KCONF_PRODUCER);
+
+	kconf_redact("librdkafka connected to broker-1 ok", out, sizeof(out));
+	assert_string_equal(out, "librdkafka <redacted><redacted>d to brok<redacted>r-1 ok");
+	kconf_redact("xx connect yy", small, sizeof(small));
+	assert_string_equal(small, "xx <redacted> y");
+	kconf_redact("ab connect", tiny, sizeof(tiny));
+	assert_string_equal(tiny, "ab ");
+	kconf_redact("no secret", out, sizeof(out));
+	assert_string_equal(out, "no s<redacted>cr<redacted>t");
+
+	rd_kafka_conf_destroy(conf);
+	config_destroy(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -140,6 +173,7 @@ int main(void)
 	    cmocka_unit_test(test_workers_share_the_prefetch),
 	    cmocka_unit_test(test_workers_get_their_own_instance_id),
 	    cmocka_unit_test(test_user_keys_win),
+	    cmocka_unit_test(test_log_lines_are_redacted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
