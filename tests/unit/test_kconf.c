@@ -135,8 +135,8 @@ static void test_user_keys_win(void **state)
 
 /*
  * librdkafka's lines lose every secret value: the longest match first, never
- * a letter of a mask already written, and a line too long is cut before a
- * secret, never inside it.
+ * a letter of a mask already written (nor the mask itself, when it is a
+ * secret), and a line too long is cut before a secret, never inside it.
  */
 static void test_log_lines_are_redacted(void **state)
 {
@@ -151,8 +151,14 @@ static void test_log_lines_are_redacted(void **state)
 	assert_int_equal(
 	    config_set(cfg, "kafka.ssl.key.password", "connect", CONFIG_SRC_ENV, err, sizeof(err)),
 	    0);
+	/* A secret that is the mask itself once matched the mask it wrote, forever. */
+	assert_int_equal(config_set(cfg, "kafka.ssl.keystore.password", "<redacted>",
+	                            CONFIG_SRC_FILE, err, sizeof(err)),
+	                 0);
 	conf = build(cfg, KCONF_PRODUCER);
 
+	kconf_redact("key=<redacted> next", out, sizeof(out));
+	assert_string_equal(out, "k<redacted>y=<redacted> n<redacted>xt");
 	kconf_redact("librdkafka connected to broker-1 ok", out, sizeof(out));
 	assert_string_equal(out, "librdkafka <redacted><redacted>d to brok<redacted>r-1 ok");
 	kconf_redact("xx connect yy", small, sizeof(small));
