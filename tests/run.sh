@@ -2,7 +2,7 @@
 # Runs the whole test suite: installs what is missing, builds with
 # AddressSanitizer and UndefinedBehaviorSanitizer, and runs every tier
 # (unit, fault, integration, deploy) against a throwaway PostgreSQL 15
-# cluster; then the unit tier once more, built by clang.
+# cluster; then the unit tier once more, built by clang, and the fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +20,11 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 pg_virtualenv -t -v 15 ctest --test-dir "$build" --output-on-failure "$@"
 
 # The unit tier again, built by clang: its UndefinedBehaviorSanitizer also
-# checks what GCC's does not, such as arithmetic on a NULL pointer.
+# checks what GCC's does not, such as arithmetic on a NULL pointer. And
+# libFuzzer on decode_event, a fixed number of inputs from a fixed seed.
 clang_build=build/test-clang
 cmake -S . -B "$clang_build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DFC_SANITIZE=ON \
-  -DFC_BUILD_TESTS=ON >/dev/null
+  -DFC_BUILD_TESTS=ON -DFC_FUZZ=ON >/dev/null
 cmake --build "$clang_build" -j"$(nproc)" >/dev/null
-echo "unit tests built by clang:"
-ctest --test-dir "$clang_build" --output-on-failure -L unit "$@"
+echo "unit tests built by clang, and the fuzzer:"
+ctest --test-dir "$clang_build" --output-on-failure -L 'unit|fuzz' "$@"
