@@ -96,6 +96,12 @@ pause() { read -r -t "$1" -u "$never" || true; }
 # used: the consumer, PostgreSQL, the embedded Kafka.
 cpu_jiffies() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 ticks=$(getconf CLK_TCK)
+# cpu_seconds PID...: their CPU seconds so far, utime + stime (fields 14 and 15).
+cpu_seconds() {
+  local pid
+  for pid in "$@"; do cat "/proc/$pid/stat"; done |
+    awk -v t="$ticks" '{ s += $14 + $15 } END { printf "%.2f", s / t }'
+}
 
 # profile_case NAME: the statements of the case that took most of the server's time.
 profile_case() {
@@ -128,7 +134,7 @@ run_case() {
   wal=$REPLY
   # the embedded Kafka's CPU seconds while the consumer runs
   local kcpu
-  kcpu=$(awk -v t="$ticks" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$mock/stat")
+  kcpu=$(cpu_seconds "$mock")
   t0=$(now)
   j0=$(cpu_jiffies)
   consumers=()
@@ -159,17 +165,16 @@ run_case() {
   j1=$(cpu_jiffies)
   sql "SELECT pg_current_wal_insert_lsn() - '$wal'"
   wal=$REPLY
-  # utime + stime (fields 14 and 15), and the high-water mark of the RSS.
+  # the consumers' CPU seconds, and the high-water mark of the RSS
   local cpu rss pid
-  cpu=$(for pid in "${consumers[@]}"; do cat "/proc/$pid/stat"; done |
-    awk -v t="$ticks" '{ s += $14 + $15 } END { printf "%.2f", s / t }')
+  cpu=$(cpu_seconds "${consumers[@]}")
   rss=$(for pid in "${consumers[@]}"; do cat "/proc/$pid/status"; done |
     awk '/^VmHWM/ && $2 > m { m = $2 } END { printf "%.1f", m / 1024 }')
   for pid in "${consumers[@]}"; do kill -TERM "$pid"; done
   for pid in "${consumers[@]}"; do wait "$pid" || true; done
   consumers=()
   [ -z "${BENCH_PROFILE:-}" ] || profile_case "$name${tag:-}" >&2
-  kcpu=$(awk -v t="$ticks" -v k0="$kcpu" '{ printf "%.2f", ($14 + $15) / t - k0 }' "/proc/$mock/stat")
+  kcpu=$(awk -v k0="$kcpu" -v k1="$(cpu_seconds "$mock")" 'BEGIN { printf "%.2f", k1 - k0 }')
   kill -TERM "$mock"
   wait "$mock" || true
   mock=
