@@ -42,8 +42,15 @@
 # core); then the first case with two processes of one consumer each, the
 # way the service scales out (CPU summed over both, RSS of the larger);
 # then the first case with one consumer, the baseline of the other two; and
-# last the first case with service recovery off (--recovery.enabled=false):
-# the ingestion pipeline alone, without the triggers' state and outbox.
+# then the first case with service recovery off (--recovery.enabled=false):
+# the ingestion pipeline alone, without the triggers' state and outbox; and
+# last the first case live: the consumers start first and join the group,
+# and only once every partition is assigned does the producer start, so the
+# time counts from the first event produced to the last offset committed,
+# the way the service runs in production (no group join, no backlog). There
+# the machine's CPU includes the producer's, and a line on stderr says when
+# the producer finished: a rate close to it is the producer's, not the
+# consumer's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -122,18 +129,20 @@ run_case() {
   bootstrap=$(cat "$work/bootstrap")
 
   "$bin" migrate --database.schema="$schema" --log.level=warn
-  "$gen" --bootstrap "$bootstrap" --quiet --count "$events" --agents "$agents" \
-    --customers $((events / 4)) --duplicates 1 --malformed 0.1 \
-    --comment-pct 20 --compression lz4 --seed 42 >"$work/produced"
-  local total
-  total=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$work/produced")
+  produce() {
+    "$gen" --bootstrap "$bootstrap" --quiet --count "$events" --agents "$agents" \
+      --customers $((events / 4)) --duplicates 1 --malformed 0.1 \
+      --comment-pct 20 --compression lz4 --seed 42 >"$work/produced"
+  }
+  local total=
+  rm -f "$work/produced"
+  [ -n "${live:-}" ] || { produce; total=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$work/produced"); }
 
-  local t0 t1 tf="" stored=0 first=0 j0 j1 jf="" wal
+  local t0 t1 tf="" stored=0 first=0 j0 j1 jf="" wal kcpu producer
   [ -z "${BENCH_PROFILE:-}" ] || sql "SELECT count(*) FROM pg_stat_statements_reset()"
   sql "SELECT pg_current_wal_insert_lsn()"
   wal=$REPLY
   # the embedded Kafka's CPU seconds while the consumer runs
-  local kcpu
   kcpu=$(cpu_seconds "$mock")
   t0=$(now)
   j0=$(cpu_jiffies)
@@ -144,10 +153,28 @@ run_case() {
   # session.timeout.ms - 1 s for the others, 44 s by default, 5 s here.
   for r in $(seq "$replicas"); do
     "$bin" run --kafka.bootstrap.servers="$bootstrap" --database.schema="$schema" \
-      --consumer.workers="$workers" --kafka.session.timeout.ms=6000 --http.port=0 --log.level=warn $flags ${BENCH_CONSUMER_FLAGS:-} 2>"$work/consumer-$r.log" &
+      --consumer.workers="$workers" --kafka.session.timeout.ms=6000 --http.port=0 --log.level=info $flags ${BENCH_CONSUMER_FLAGS:-} 2>"$work/consumer-$r.log" &
     consumers+=($!)
   done
-  while [ "$stored" != "$total" ]; do
+  if [ -n "${live:-}" ]; then
+    # The service is up before the events come: every member has its
+    # partitions (each logs its assignments and revocations), then the
+    # producer starts, and the time counts from there.
+    while [ "$(for r in $(seq "$replicas"); do cat "$work/consumer-$r.log"; done | awk -v members=$((replicas * workers)) '
+        match($0, /(assigned|revoked) [0-9]+ partitions/) {
+          split(substr($0, RSTART, RLENGTH), w, " ")
+          if (w[1] == "assigned") { n++; held += w[2] } else held -= w[2]
+        }
+        END { print (n >= members && held == 64) ? "up" : "joining" }')" != up ]; do
+      pause 0.05
+    done
+    t0=$(now)
+    j0=$(cpu_jiffies)
+    { produce; now >"$work/produced_at"; } &
+    producer=$!
+  fi
+  while [ ! -s "$work/produced" ] || [ "$stored" != "$total" ]; do
+    [ -z "$total" ] && [ -s "$work/produced" ] && total=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$work/produced")
     pause 0.05
     sql "SELECT coalesce(sum(next_offset), 0) FROM $schema.consumer_offsets"
     stored=$REPLY
@@ -163,6 +190,11 @@ run_case() {
   done
   t1=$(now)
   j1=$(cpu_jiffies)
+  if [ -n "${live:-}" ]; then
+    wait "$producer"
+    awk -v t0="$t0" -v t1="$t1" -v tp="$(cat "$work/produced_at")" -v n="$name${tag:-}" \
+      'BEGIN { printf "%s: producer done after %.2f s, last commit after %.2f s\n", n, tp - t0, t1 - t0 }' >&2
+  fi
   sql "SELECT pg_current_wal_insert_lsn() - '$wal'"
   wal=$REPLY
   # the consumers' CPU seconds, and the high-water mark of the RSS
@@ -235,6 +267,7 @@ for _ in $(seq "$rounds"); do
   run replicas2 "$base" 100 2 1
   run oneworker "$base" 100 1 1
   run norecovery "$base" 100 1 2 --recovery.enabled=false
+  live=1 run live "$base" 100 1 2
 done
 # With several runs of a case, the median of each column; every comparison
 # below is made of medians (of one run each, without BENCH_ROUNDS).
@@ -276,6 +309,9 @@ awk '
     if (("agents100" in runs) && ("norecovery" in runs))
       printf "service recovery off vs on: machine CPU s/M x%.2f, events/s x%.2f from the first commit, ratio to the ceiling %.2f vs %.2f from the first commit\n",
         m["norecovery", 8] / m["agents100", 8], m["norecovery", 6] / m["agents100", 6], m["norecovery", 12], m["agents100", 12]
+    if (("agents100" in runs) && ("live" in runs))
+      printf "live vs backlog: events/s x%.2f end to end, x%.2f from the first commit\n",
+        m["live", 5] / m["agents100", 5], m["live", 6] / m["agents100", 6]
     if (("agents100" in runs) && ("replicas2" in runs))
       printf "two processes of one consumer vs one of two: events/s x%.2f end to end, x%.2f from the first commit\n",
         m["replicas2", 5] / m["agents100", 5], m["replicas2", 6] / m["agents100", 6]
