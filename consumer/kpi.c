@@ -83,7 +83,8 @@ unsigned kpi_negative_reasons(const struct event *ev, const struct kpi_policy *p
 		const struct rating *r = &ev->csat;
 		int k = p->csat_negative_k > 0 ? p->csat_negative_k : kpi_csat_k(csat_points(r));
 
-		if (r->score < r->scale_min + k)
+		/* score - min is at most 10; min + k may pass INT32_MAX. */
+		if (r->score - r->scale_min < k)
 			reasons |= KPI_NEG_CSAT;
 	}
 	if (ev->nps.present && ev->nps.score <= p->nps_detractor_max)

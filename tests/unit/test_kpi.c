@@ -285,6 +285,16 @@ static void test_negative_policy(void **state)
 	assert_int_equal(reasons_csat(3, 1, 5, &p), KPI_NEG_CSAT); /* < 4 */
 	assert_int_equal(reasons_csat(4, 1, 5, &p), 0);
 
+	/* A valid scale at the top of int32: min + k would overflow. */
+	p.csat_negative_k = 5;
+	assert_int_equal(reasons_csat(INT32_MAX - 1, INT32_MAX - 1, INT32_MAX, &p), KPI_NEG_CSAT);
+	assert_int_equal(reasons_csat(INT32_MAX, INT32_MAX - 1, INT32_MAX, &p), KPI_NEG_CSAT);
+	p.csat_negative_k = 1;
+	assert_int_equal(reasons_csat(INT32_MAX, INT32_MAX - 1, INT32_MAX, &p), 0);
+	assert_int_equal(reasons_csat(INT32_MIN, INT32_MIN, INT32_MIN + 10, &p), KPI_NEG_CSAT);
+	assert_int_equal(reasons_csat(INT32_MIN + 1, INT32_MIN, INT32_MIN + 10, &p), 0);
+	p.csat_negative_k = 3;
+
 	/* 5 is still a detractor for the NPS figure but no longer a trigger. */
 	assert_int_equal(reasons_nps(4, &p), KPI_NEG_NPS);
 	assert_int_equal(reasons_nps(5, &p), 0);
