@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +234,45 @@ static bool valid_address(const char *s)
 	return inet_pton(AF_INET, s, addr) == 1 || inet_pton(AF_INET6, s, addr) == 1;
 }
 
+/*
+ * A connection string libpq can parse. Its parse errors quote the text
+ * they stumbled on, which may be the password (an unencoded '%' in a
+ * URI's password, say): the reason keeps libpq's words, every quoted
+ * span becomes "...".
+ */
+static bool valid_conninfo(const char *s, char *why, size_t why_size)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(s, &err);
+	size_t n = 0;
+
+	if (opts) {
+		PQconninfoFree(opts);
+		return true;
+	}
+	int len = snprintf(why, why_size, "is not a libpq connection string or URI");
+	if (err && len >= 0 && (size_t)len + 3 < why_size) {
+		n = (size_t)len;
+		why[n++] = ':';
+		why[n++] = ' ';
+		for (const char *e = err; *e && *e != '\n' && n + 6 < why_size; e++) {
+			if (*e != '"') {
+				why[n++] = *e;
+				continue;
+			}
+			const char *close = strchr(e + 1, '"');
+			if (close == NULL)
+				break;
+			memcpy(why + n, "\"...\"", 5);
+			n += 5;
+			e = close;
+		}
+		why[n] = '\0';
+	}
+	PQfreemem(err);
+	return false;
+}
+
 /* Checks value for k; on success *num holds its number (INT, BOOL, DURATION). */
 static bool validate(const struct config_key *k, const char *value, int64_t *num, char *why,
                      size_t why_size)
@@ -249,6 +289,9 @@ static bool validate(const struct config_key *k, const char *value, int64_t *num
 			         "must be a topic name of 1-249 characters [A-Za-z0-9._-]");
 			return false;
 		}
+		if (strcmp(k->name, "database.url") == 0 && *value &&
+		    !valid_conninfo(value, why, why_size))
+			return false;
 		if (strcmp(k->name, "http.bind") == 0 && !valid_address(value)) {
 			snprintf(why, why_size, "must be an IPv4 or IPv6 address such as 0.0.0.0");
 			return false;
@@ -342,14 +385,15 @@ int config_set(struct config *cfg, const char *key, const char *value, enum conf
 	const struct config_key *k = key_find(key);
 	struct entry *e;
 	int64_t num = 0;
-	char why[200];
+	char why[300];
 
 	if (k == NULL && !is_kafka(key)) {
 		snprintf(errstr, errstr_size, "unknown setting '%s' (%s)", key, source_names[src]);
 		return -1;
 	}
 	if (k && !validate(k, value, &num, why, sizeof(why))) {
-		if (config_is_secret(key))
+		/* A connection string may hold a password: its value is never echoed. */
+		if (config_is_secret(key) || strcmp(key, "database.url") == 0)
 			snprintf(errstr, errstr_size, "'%s' %s (%s)", key, why, source_names[src]);
 		else
 			snprintf(errstr, errstr_size, "'%s' %s, got '%.100s' (%s)", key, why, value,

@@ -383,7 +383,10 @@ enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
 		seen_clear(db->seen);
 	db->conn = PQconnectdb(db->conninfo);
 	if (PQstatus(db->conn) != CONNECTION_OK) {
-		/* libpq's message names host and user, never the password. */
+		/*
+		 * The string parsed when the configuration was read (config.c), so
+		 * this is about the connection: host and user, never the password.
+		 */
 		const char *msg = PQerrorMessage(db->conn);
 
 		snprintf(errstr, errstr_size, "cannot connect to postgresql: %.*s",

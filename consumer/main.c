@@ -147,7 +147,7 @@ static PGconn *connect_db(const struct config *cfg)
 	PGconn *conn = PQconnectdb(config_get(cfg, "database.url"));
 
 	if (PQstatus(conn) != CONNECTION_OK) {
-		/* libpq's messages name host and user, never the password. */
+		/* Parsed when the configuration was read: host and user, never the password. */
 		log_error("cannot connect to postgresql: %s", PQerrorMessage(conn));
 		PQfinish(conn);
 		return NULL;

@@ -469,7 +469,7 @@ static void test_file_syntax(void **state)
 	                             "   \n"
 	                             "  sla.seconds=15  \n"
 	                             "\tlog.level =   warn\n"
-	                             "database.url = \"host=db password=x y\"\n"
+	                             "database.url = \"host=db password='x y'\"\n"
 	                             "kafka.client.id = fc-1 # not a comment\n"
 	                             "  # indented comment\n");
 	const char *bad = temp_file("sla.seconds = 15\nlog.level warn\n");
@@ -483,7 +483,7 @@ static void test_file_syntax(void **state)
 	assert_int_equal(load(argv, env), 0);
 	assert_int_equal(config_get_int(cfg, "sla.seconds"), 15);
 	assert_string_equal(config_get(cfg, "log.level"), "warn");
-	assert_string_equal(config_get(cfg, "database.url"), "host=db password=x y");
+	assert_string_equal(config_get(cfg, "database.url"), "host=db password='x y'");
 	assert_string_equal(config_get(cfg, "kafka.client.id"), "fc-1 # not a comment");
 
 	snprintf(flag, sizeof(flag), "--config=%s", bad);
@@ -668,6 +668,42 @@ static void test_secret_never_in_errors(void **state)
 	assert_no_secret(err);
 }
 
+/* libpq's parse errors quote the text they stumbled on: here the password. */
+static void test_database_url_must_parse(void **state)
+{
+	static const struct {
+		const char *url, *err;
+	} c[] = {
+	    {"postgres://fc:%zz" SECRET "@db/feedback",
+	     "'database.url' is not a libpq connection string or URI: invalid percent-encoded "
+	     "token: \"...\" (flag)"},
+	    {"postgres://fc:" SECRET "%00@db/feedback",
+	     "'database.url' is not a libpq connection string or URI: forbidden value %00 in "
+	     "percent-encoded value: \"...\" (flag)"},
+	    {"host=db " SECRET,
+	     "'database.url' is not a libpq connection string or URI: missing \"...\" after "
+	     "\"...\" in connection info string (flag)"},
+	    {"host=db password='" SECRET,
+	     "'database.url' is not a libpq connection string or URI: unterminated quoted "
+	     "string in connection info string (flag)"},
+	    {"host=db passwd=" SECRET,
+	     "'database.url' is not a libpq connection string or URI: invalid connection "
+	     "option \"...\" (flag)"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(c); i++) {
+		assert_int_equal(set("database.url", c[i].url), -1);
+		if (strcmp(err, c[i].err) != 0)
+			fail_msg("'%s': got \"%s\", want \"%s\"", c[i].url, err, c[i].err);
+		assert_no_secret(err);
+	}
+	/* Both forms, and empty (the PG* variables), are accepted. */
+	assert_int_equal(set("database.url", "postgres://fc:p%25ss@db:5432/feedback"), 0);
+	assert_int_equal(set("database.url", "host=db password='a b' dbname=feedback"), 0);
+	assert_int_equal(set("database.url", ""), 0);
+}
+
 static void test_is_secret(void **state)
 {
 	static const char *const secret[] = {
@@ -812,6 +848,7 @@ int main(void)
 	    T(test_is_secret),
 	    T(test_print_redacts_secrets),
 	    T(test_print_masks_database_url),
+	    T(test_database_url_must_parse),
 	    T(test_help_lists_every_key),
 	};
 
