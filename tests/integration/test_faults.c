@@ -938,6 +938,33 @@ static void test_stale_replica(void **state)
 	free(schema);
 }
 
+/*
+ * Stored offsets past the end of every partition (a topic recreated, or
+ * retention beyond the stored position): the consumer resumes at the
+ * start of the log, not at its end, and counts everything once.
+ */
+static void test_stored_offset_out_of_range(void **state)
+{
+	struct world *w = *state;
+	char *schema = harness_fresh_schema(w->conn, "fc_oor");
+	char sql[512];
+
+	fx_migrate(w->conn, schema);
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO \"%s\".consumer_offsets (group_id, topic, partition, next_offset) "
+	         "SELECT 'g-oor', t, p, 10000000 FROM unnest(array['%s', '%s', '%s', '%s']) t, "
+	         "generate_series(0, %d) p",
+	         schema, fx_topics[0], fx_topics[1], fx_topics[2], fx_topics[3], PARTITIONS - 1);
+	harness_exec(w->conn, sql);
+	assert_int_equal(stored_offsets(w->conn, schema, "g-oor"), 4LL * PARTITIONS * 10000000);
+	pid_t pid = track(fx_consumer_start(&w->k, schema, "g-oor", NULL));
+	fx_wait_offsets(w->conn, schema, "g-oor", w->gen.messages, 180000);
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 30000), 0);
+	assert_exact(w, schema, "g-oor");
+	harness_drop_schema(w->conn, schema);
+	free(schema);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -950,6 +977,7 @@ int main(void)
 	    cmocka_unit_test(test_dead_letter_topic_not_writable),
 	    cmocka_unit_test(test_dead_letters_slow),
 	    cmocka_unit_test(test_stale_replica),
+	    cmocka_unit_test(test_stored_offset_out_of_range),
 	    cmocka_unit_test(test_fetcher_woken),
 	    cmocka_unit_test(test_late_outbox_row_is_sent),
 	    cmocka_unit_test(test_postgres_restart_mid_stream),

@@ -32,7 +32,7 @@ static rd_kafka_conf_t *build(struct config *cfg, enum kconf_role role)
 	return conf;
 }
 
-/* A negative rating waits at most 20 ms for its fetch; 3 MiB are prefetched. */
+/* A negative rating waits at most 20 ms for its fetch; 3 MiB are prefetched; out of range resumes at the start. */
 static void test_consumer_defaults(void **state)
 {
 	struct config *cfg = config_new();
@@ -45,6 +45,8 @@ static void test_consumer_defaults(void **state)
 	assert_string_equal(property(conf, "queued.max.messages.kbytes"), "3072");
 	assert_string_equal(property(conf, "fetch.max.bytes"), "4194304");
 	assert_string_equal(property(conf, "max.partition.fetch.bytes"), "262144");
+	/* librdkafka's own default is the end of the log. */
+	assert_string_equal(property(conf, "auto.offset.reset"), "smallest");
 	rd_kafka_conf_destroy(conf);
 	config_destroy(cfg);
 }
