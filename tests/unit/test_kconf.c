@@ -32,7 +32,8 @@ static rd_kafka_conf_t *build(struct config *cfg, enum kconf_role role)
 	return conf;
 }
 
-/* A negative rating waits at most 20 ms for its fetch; 3 MiB are prefetched; out of range resumes at the start. */
+/* A negative rating waits at most 20 ms for its fetch; 3 MiB are prefetched; out of range resumes
+ * at the start. */
 static void test_consumer_defaults(void **state)
 {
 	struct config *cfg = config_new();
