@@ -529,6 +529,51 @@ static bool env_to_key(const char *name, size_t len, char *key, size_t size)
 	return true;
 }
 
+static bool ends_with(const char *s, size_t n, const char *suffix)
+{
+	size_t k = strlen(suffix);
+
+	return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+/*
+ * A variable Kubernetes gives every pod for every Service of its namespace
+ * (unless enableServiceLinks is false): for a Service feedback-kafka-bootstrap,
+ * FEEDBACK_KAFKA_BOOTSTRAP_SERVICE_HOST, _SERVICE_PORT, _SERVICE_PORT_<NAME>,
+ * _PORT=tcp://ip:port and _PORT_<n>_TCP with _PROTO, _PORT and _ADDR. Read
+ * as settings they would be kafka.* keys librdkafka refuses. A setting of
+ * our own that ends in _PORT (FEEDBACK_HTTP_PORT) has a number for value.
+ */
+static bool service_link(const char *name, size_t n, const char *value)
+{
+	static const char *const protos[] = {"_TCP", "_UDP", "_SCTP"};
+	static const char *const tails[] = {"", "_PROTO", "_PORT", "_ADDR"};
+
+	if (ends_with(name, n, "_SERVICE_HOST") || ends_with(name, n, "_SERVICE_PORT") ||
+	    memmem(name, n, "_SERVICE_PORT_", 14) != NULL)
+		return true;
+	if (ends_with(name, n, "_PORT") &&
+	    (strncmp(value, "tcp://", 6) == 0 || strncmp(value, "udp://", 6) == 0 ||
+	     strncmp(value, "sctp://", 7) == 0))
+		return true;
+	/* ..._PORT_<digits><proto><tail> */
+	for (size_t t = 0; t < sizeof(tails) / sizeof(*tails); t++)
+		for (size_t p = 0; p < sizeof(protos) / sizeof(*protos); p++) {
+			char suffix[16];
+
+			snprintf(suffix, sizeof(suffix), "%s%s", protos[p], tails[t]);
+			if (!ends_with(name, n, suffix))
+				continue;
+			size_t end = n - strlen(suffix), d = end;
+
+			while (d > 0 && isdigit((unsigned char)name[d - 1]))
+				d--;
+			if (d < end && d >= 6 && memcmp(name + d - 6, "_PORT_", 6) == 0)
+				return true;
+		}
+	return false;
+}
+
 static int load_env(struct config *cfg, char **envp, char *errstr, size_t errstr_size)
 {
 	static const char prefix[] = "FEEDBACK_";
@@ -549,7 +594,7 @@ static int load_env(struct config *cfg, char **envp, char *errstr, size_t errstr
 		bool from_file = len > 5 && strncmp(name + len - 5, "_FILE", 5) == 0;
 		if (from_file)
 			len -= 5;
-		if (!env_to_key(name, len, key, sizeof(key)))
+		if (service_link(var, nlen, eq + 1) || !env_to_key(name, len, key, sizeof(key)))
 			continue;
 		/* Kubernetes injects FEEDBACK_CONSUMER_SERVICE_HOST and the like. */
 		if (key_find(key) == NULL && !is_kafka(key))

@@ -183,6 +183,9 @@ for name in ["deployment.yaml", "migration-job.yaml"]:
     check(name + ": uses both security contexts",
           'include "fc.podSecurityContext"' in sources[name]
           and 'include "fc.containerSecurityContext"' in sources[name])
+for name in ["deployment.yaml", "migration-job.yaml"]:
+    check(name + ": no service links (FEEDBACK_KAFKA_*_PORT would be kafka.* settings)",
+          re.search(r"^      enableServiceLinks: false$", sources[name], re.M) is not None)
 dep = sources["deployment.yaml"]
 check("liveness probe on /healthz, readiness on /readyz",
       re.search(r"livenessProbe:\s*httpGet:\s*path: /healthz", dep) is not None

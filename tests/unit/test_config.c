@@ -562,6 +562,46 @@ static int collect(const char *name, const char *value, void *arg)
 	return c->calls == c->stop_at ? 7 : 0;
 }
 
+/*
+ * What Kubernetes gives a pod for Services named feedback-kafka-bootstrap
+ * and feedback-http is not a setting; FEEDBACK_HTTP_PORT with a number is.
+ */
+static void test_service_links_ignored(void **state)
+{
+	char *argv[] = {"feedback-consumer", NULL};
+	char *env[] = {"FEEDBACK_KAFKA_BOOTSTRAP_SERVICE_HOST=10.0.0.11",
+	               "FEEDBACK_KAFKA_BOOTSTRAP_SERVICE_PORT=9092",
+	               "FEEDBACK_KAFKA_BOOTSTRAP_SERVICE_PORT_TCP_CLIENTS=9092",
+	               "FEEDBACK_KAFKA_BOOTSTRAP_PORT=tcp://10.0.0.11:9092",
+	               "FEEDBACK_KAFKA_BOOTSTRAP_PORT_9092_TCP=tcp://10.0.0.11:9092",
+	               "FEEDBACK_KAFKA_BOOTSTRAP_PORT_9092_TCP_PROTO=tcp",
+	               "FEEDBACK_KAFKA_BOOTSTRAP_PORT_9092_TCP_PORT=9092",
+	               "FEEDBACK_KAFKA_BOOTSTRAP_PORT_9092_TCP_ADDR=10.0.0.11",
+	               "FEEDBACK_KAFKA_PORT_53_UDP_ADDR=10.0.0.12",
+	               "FEEDBACK_KAFKA_PORT_9093_SCTP=sctp://10.0.0.12:9093",
+	               "FEEDBACK_HTTP_PORT=udp://10.0.0.13:8080",
+	               "FEEDBACK_KAFKA_CLIENT_ID=fc-7",
+	               NULL};
+	char *env_port[] = {"FEEDBACK_HTTP_PORT=9090", NULL};
+	char *env_bad_port[] = {"FEEDBACK_HTTP_PORT=port-9090", NULL};
+	struct collected got = {"", 0, 0};
+
+	(void)state;
+	if (load(argv, env) != 0)
+		fail_msg("%.200s", err);
+	assert_int_equal(config_each_kafka(cfg, collect, &got), 0);
+	assert_string_equal(
+	    got.text,
+	    "bootstrap.servers=localhost:9092;client.id=fc-7;group.id=feedback-consumer;");
+	assert_int_equal(config_get_int(cfg, "http.port"), 8080);
+	assert_int_equal(load(argv, env_port), 0);
+	assert_int_equal(config_get_int(cfg, "http.port"), 9090);
+	/* Not a service link: still refused, naming the variable. */
+	assert_int_equal(load(argv, env_bad_port), -1);
+	assert_string_equal(err, "'http.port' must be an integer from 0 to 65535, got 'port-9090' "
+	                         "(env) (from FEEDBACK_HTTP_PORT)");
+}
+
 static void test_kafka_passthrough(void **state)
 {
 	const char *file = temp_file("kafka.client.id = fc-1\n");
@@ -849,6 +889,7 @@ int main(void)
 	    T(test_print_redacts_secrets),
 	    T(test_print_masks_database_url),
 	    T(test_database_url_must_parse),
+	    T(test_service_links_ignored),
 	    T(test_help_lists_every_key),
 	};
 
