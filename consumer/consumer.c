@@ -541,7 +541,23 @@ static void consumer_resync(struct consumer *c)
 			log_warn("seeking to the stored offsets: %s", rd_kafka_error_string(error));
 			rd_kafka_error_destroy(error);
 		} else {
-			c->need_resync = false;
+			/* Each partition answers for itself; one that failed keeps the resync. */
+			bool all = true;
+
+			for (int i = 0; i < list->cnt; i++) {
+				const rd_kafka_topic_partition_t *tp = &list->elems[i];
+
+				if (tp->err) {
+					struct log_ctx ctx = {tp->topic, tp->partition, tp->offset,
+					                      NULL};
+
+					log_write(LOG_WARN, &ctx,
+					          "seeking to the stored offset: %s",
+					          rd_kafka_err2str(tp->err));
+					all = false;
+				}
+			}
+			c->need_resync = !all;
 		}
 	} else if (list->cnt == 0) {
 		c->need_resync = false;
@@ -675,7 +691,15 @@ static void consumer_handle(struct consumer *c, rd_kafka_message_t *rkm)
 	struct part_state *ps = t >= 0 ? part_get(c, t, rkm->partition) : NULL;
 	size_t idx = c->b->n_msgs;
 
-	if (ps == NULL || !ps->owned) {
+	/*
+	 * A batch that did not commit leaves the fetch positions past the
+	 * stored offsets until consumer_resync() moves them back. What comes
+	 * meanwhile (the rest of a poll whose rebalance callback failed to
+	 * commit, or anything after a failed seek) is read again from there;
+	 * in the batch it would carry its partition's stored offset past the
+	 * messages in between.
+	 */
+	if (ps == NULL || !ps->owned || c->need_resync) {
 		rd_kafka_message_destroy(rkm);
 		return;
 	}
