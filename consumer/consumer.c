@@ -157,6 +157,20 @@ static void consumer_alive(void *arg)
 }
 
 /*
+ * Waits for every dead letter; false when told to stop, or when the
+ * dead-letter producer failed for good: then the process exits non-zero,
+ * and its restart reads the batch again with a new producer.
+ */
+static bool consumer_drain(struct consumer *c)
+{
+	if (dlq_drain(c->dlq, c->stop, consumer_alive, c) == 0)
+		return true;
+	if (dlq_fatal(c->dlq))
+		c->fatal = true;
+	return false;
+}
+
+/*
  * The commit gate: a dead letter must be safe in Kafka before the offsets
  * move past it. Its delivery runs while the transaction writes; a broker
  * slower than DLQ_GATE_MS, or a failed delivery, turns it into a full
@@ -401,7 +415,7 @@ static bool consumer_reject(struct consumer *c, size_t i, const char *why)
 		c->fatal = true;
 		return false;
 	}
-	if (dlq_drain(c->dlq, c->stop, consumer_alive, c) != 0)
+	if (!consumer_drain(c))
 		return false;
 	c->b->msgs[i].event = -1;
 	c->batch_dead++;
@@ -487,8 +501,8 @@ static enum flush_result consumer_apply(struct consumer *c, size_t from, size_t 
 				c->drain_first = DLQ_DRAIN_FIRST;
 				c->slow_batches = 0;
 			}
-			if (dlq_drain(c->dlq, c->stop, consumer_alive, c) != 0)
-				return FLUSH_ABANDONED;
+			if (!consumer_drain(c))
+				return c->fatal ? FLUSH_FATAL : FLUSH_ABANDONED;
 			continue;
 		case DB_RECONNECT:
 			c->db_up = false;
@@ -621,9 +635,9 @@ static enum flush_result consumer_flush(struct consumer *c)
 	c->batch_gated = false;
 	if (c->drain_first > 0) {
 		c->drain_first--;
-		drained = dlq_drain(c->dlq, c->stop, consumer_alive, c) == 0;
+		drained = consumer_drain(c);
 	}
-	r = drained ? consumer_apply(c, 0, b->n_msgs) : FLUSH_ABANDONED;
+	r = drained ? consumer_apply(c, 0, b->n_msgs) : c->fatal ? FLUSH_FATAL : FLUSH_ABANDONED;
 	/* Slow counts batches in a row that had dead letters to wait for. */
 	if (r == FLUSH_OK && c->batch_dead > 0 && !c->batch_gated)
 		c->slow_batches = 0;

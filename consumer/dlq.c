@@ -21,6 +21,7 @@ struct dlq_record {
 	void *value;
 	size_t value_len;
 	bool null_value; /* a tombstone stays a tombstone */
+	bool left_out;   /* too large: sent again without its value */
 };
 
 struct dlq {
@@ -31,6 +32,7 @@ struct dlq {
 	size_t outstanding; /* produced or waiting to be re-sent */
 	struct dlq_record *failed;
 	unsigned long long delivered;
+	bool fatal; /* the producer can send nothing more (idempotence broken) */
 	char last_error[256];
 };
 
@@ -55,6 +57,63 @@ static void *memdup(const void *p, size_t n)
 	return q;
 }
 
+static bool too_large(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+	       err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+/*
+ * A record the producer or the broker refuses for its size never fits:
+ * waiting for it would stall the partition for good. It goes again without
+ * its value (and without a key over 1 KiB), the message saying so and
+ * where the original is; the headers name the source all the same.
+ */
+static int leave_out(struct dlq *d, struct dlq_record *r)
+{
+	char *message;
+	size_t key_len = r->key && r->key_len > 1024 ? r->key_len : 0;
+	int n = key_len ? asprintf(&message,
+	                           "%s; its key of %zu bytes and value of %zu bytes are too large "
+	                           "for \"%s\" and left out: the original is at %s/%d@%lld",
+	                           r->message, key_len, r->value_len, d->topic, r->src_topic,
+	                           (int)r->src_partition, (long long)r->src_offset)
+	                : asprintf(&message,
+	                           "%s; its value of %zu bytes is too large for \"%s\" and left "
+	                           "out: the original is at %s/%d@%lld",
+	                           r->message, r->value_len, d->topic, r->src_topic,
+	                           (int)r->src_partition, (long long)r->src_offset);
+
+	if (n < 0)
+		return -1;
+	log_error("dead letter of %s/%d@%lld: %zu bytes, too large for \"%s\"; sending it "
+	          "without its value",
+	          r->src_topic, (int)r->src_partition, (long long)r->src_offset,
+	          r->key_len + r->value_len, d->topic);
+	free(r->message);
+	r->message = message;
+	r->value_len = 0;
+	r->null_value = false;
+	if (key_len) {
+		free(r->key);
+		r->key = NULL;
+		r->key_len = 0;
+	}
+	r->left_out = true;
+	return 0;
+}
+
+/* Remembers why nothing can be sent any more; dlq_drain gives up on it. */
+static void set_fatal(struct dlq *d, const char *what)
+{
+	char reason[200];
+
+	d->fatal = true;
+	if (rd_kafka_fatal_error(d->rk, reason, sizeof(reason)) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		snprintf(reason, sizeof(reason), "%s", what);
+	snprintf(d->last_error, sizeof(d->last_error), "fatal: %s", reason);
+}
+
 /* Runs on the thread that polls the producer (dlq_drain / dlq_send). */
 static void dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
@@ -69,6 +128,10 @@ static void dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *op
 		return;
 	}
 	snprintf(d->last_error, sizeof(d->last_error), "%s", rd_kafka_err2str(rkm->err));
+	if (rkm->err == RD_KAFKA_RESP_ERR__FATAL)
+		set_fatal(d, rd_kafka_err2str(rkm->err));
+	else if (too_large(rkm->err) && !r->left_out)
+		(void)leave_out(d, r); /* out of memory: sent again as it is */
 	r->next = d->failed;
 	d->failed = r;
 }
@@ -105,6 +168,10 @@ static rd_kafka_resp_err_t dlq_produce(struct dlq *d, struct dlq_record *r)
 		snprintf(d->last_error, sizeof(d->last_error), "%s", rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
 		rd_kafka_headers_destroy(hdrs);
+		if (err == RD_KAFKA_RESP_ERR__FATAL)
+			set_fatal(d, d->last_error);
+		else if (too_large(err) && !r->left_out && leave_out(d, r) == 0)
+			return dlq_produce(d, r);
 	}
 	return err;
 }
@@ -226,6 +293,11 @@ int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop, void (*waiting)(void *
 		rd_kafka_flush(d->rk, 100);
 		if (d->outstanding == 0)
 			return 0;
+		if (d->fatal) {
+			log_error("cannot write dead letters to \"%s\" any more (%s); %zu waiting",
+			          d->topic, d->last_error, d->outstanding);
+			return -1;
+		}
 		if (waiting)
 			waiting(arg);
 		if (d->failed) {
@@ -270,6 +342,11 @@ int dlq_settle(struct dlq *d, int timeout_ms)
 bool dlq_failing(const struct dlq *d)
 {
 	return d->failed != NULL;
+}
+
+bool dlq_fatal(const struct dlq *d)
+{
+	return d->fatal;
 }
 
 size_t dlq_pending(const struct dlq *d)

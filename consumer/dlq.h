@@ -46,9 +46,10 @@ int dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason, c
 
 /*
  * Waits until every queued dead letter was acknowledged, re-sending failed
- * ones with backoff. Calls waiting(arg) (unless NULL) at least every 100 ms
- * while it waits, so the caller can tell its probes it is alive. Returns 0,
- * or -1 when *stop was set first.
+ * ones with backoff (one too large for the topic goes without its value).
+ * Calls waiting(arg) (unless NULL) at least every 100 ms while it waits, so
+ * the caller can tell its probes it is alive. Returns 0, or -1 when *stop
+ * was set first or the producer failed for good (dlq_fatal).
  */
 int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop, void (*waiting)(void *arg), void *arg);
 
@@ -61,6 +62,9 @@ int dlq_settle(struct dlq *d, int timeout_ms);
 
 /* Whether a dead letter failed and waits for dlq_drain to send it again. */
 bool dlq_failing(const struct dlq *d);
+
+/* Whether the producer failed for good (a fatal idempotence error): a new one is needed. */
+bool dlq_fatal(const struct dlq *d);
 
 /* Dead letters queued and not yet acknowledged. */
 size_t dlq_pending(const struct dlq *d);

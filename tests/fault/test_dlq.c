@@ -32,8 +32,10 @@ void __wrap_rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
 
 static struct {
 	int produce_at, produce_calls;
-	bool produce_from_then_on; /* every call from produce_at on fails */
+	bool produce_from_then_on;       /* every call from produce_at on fails */
+	rd_kafka_resp_err_t produce_err; /* default: a full queue */
 	int report_at, report_calls;
+	rd_kafka_resp_err_t report_err; /* default: timed out */
 	bool capture; /* the next delivery callback set is the dead-letter producer's */
 	void (*real_report)(rd_kafka_t *, const rd_kafka_message_t *, void *);
 } f;
@@ -44,8 +46,10 @@ rd_kafka_error_t *__wrap_rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t 
 		int n = ++f.produce_calls;
 
 		if (n == f.produce_at || (f.produce_from_then_on && n > f.produce_at))
-			return rd_kafka_error_new(RD_KAFKA_RESP_ERR__QUEUE_FULL,
-			                          "injected: queue full");
+			return f.produce_err ? rd_kafka_error_new(f.produce_err, "injected: %s",
+			                                          rd_kafka_err2str(f.produce_err))
+			                     : rd_kafka_error_new(RD_KAFKA_RESP_ERR__QUEUE_FULL,
+			                                          "injected: queue full");
 	}
 	return __real_rd_kafka_produceva(rk, vus, cnt);
 }
@@ -57,7 +61,7 @@ static void report(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 	    ++f.report_calls == f.report_at) {
 		rd_kafka_message_t lost = *rkm;
 
-		lost.err = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+		lost.err = f.report_err ? f.report_err : RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
 		f.real_report(rk, &lost, opaque);
 		return;
 	}
@@ -319,6 +323,132 @@ static void test_every_record_in_topic(void **state)
 	fx_records_free(r, n);
 }
 
+/* The dead letters of source offset off, in topic order. */
+static size_t records_of(struct world *w, int64_t off, struct fx_record **all, size_t *n_all,
+                         struct fx_record **out, size_t max)
+{
+	char want[24];
+	size_t n = 0;
+
+	snprintf(want, sizeof(want), "%lld", (long long)off);
+	*n_all = fx_read_topic(&w->k, "feedback.dlq", all);
+	for (size_t i = 0; i < *n_all && n < max; i++)
+		if (strcmp((*all)[i].header[2], want) == 0)
+			out[n++] = &(*all)[i];
+	return n;
+}
+
+/*
+ * A record the producer refuses for its size (over message.max.bytes,
+ * 1,000,000 by default, once the headers are added) would never be sent:
+ * it goes without its value, saying so, and the next one flows on.
+ */
+static void test_too_large_goes_without_value(void **state)
+{
+	struct world *w = *state;
+	size_t big = 999990;
+	char *value = malloc(big);
+	rd_kafka_message_t rkm = {.rkt = w->rkt, .partition = 3, .key = "k", .key_len = 1};
+	struct fx_record *all, *mine[2];
+	size_t n_all;
+	const int64_t off = w->next_offset++;
+
+	assert_non_null(value);
+	memset(value, 0xff, big);
+	rkm.offset = off;
+	rkm.payload = value;
+	rkm.len = big;
+	assert_int_equal(dlq_send(w->d, &rkm, "decode_error", "not a FeedbackEvent"), 0);
+	w->sent++;
+	free(value);
+	send_some(w, 1);
+	drain_all(w);
+	assert_int_equal(records_of(w, off, &all, &n_all, mine, 2), 1);
+	assert_string_equal(mine[0]->key, "k");
+	assert_int_equal(mine[0]->len, 0);
+	assert_non_null(mine[0]->value);
+	assert_string_equal(mine[0]->header[0], "feedback.sms");
+	assert_string_equal(mine[0]->header[1], "3");
+	assert_string_equal(mine[0]->header[3], "decode_error");
+	char want[256];
+	snprintf(want, sizeof(want),
+	         "not a FeedbackEvent; its value of 999990 bytes is too large for "
+	         "\"feedback.dlq\" and left out: the original is at feedback.sms/3@%lld",
+	         (long long)off);
+	assert_string_equal(mine[0]->header[4], want);
+	fx_records_free(all, n_all);
+	/* The letter after it went as it was. */
+	struct fx_record *next[2];
+	assert_int_equal(records_of(w, off + 1, &all, &n_all, next, 2), 1);
+	snprintf(want, sizeof(want), "bad-%lld", (long long)off + 1);
+	assert_int_equal(next[0]->len, strlen(want));
+	assert_memory_equal(next[0]->value, want, strlen(want));
+	fx_records_free(all, n_all);
+}
+
+/*
+ * The broker refusing a record for its size (the topic's max.message.bytes
+ * below the producer's): the delivery report says so, and the record goes
+ * again without its value.
+ */
+static void test_broker_refuses_size(void **state)
+{
+	struct world *w = *state;
+	struct fx_record *all, *mine[3];
+	size_t n_all;
+	const int64_t off = w->next_offset;
+
+	f.report_at = 1;
+	f.report_calls = 0;
+	f.report_err = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+	send_some(w, 1);
+	drain_all(w);
+	f.report_at = 0;
+	f.report_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	/* The embedded Kafka took the first copy; the report said otherwise. */
+	char want[32];
+	snprintf(want, sizeof(want), "bad-%lld", (long long)off);
+	assert_int_equal(records_of(w, off, &all, &n_all, mine, 3), 2);
+	assert_int_equal(mine[0]->len, strlen(want));
+	assert_memory_equal(mine[0]->value, want, strlen(want));
+	assert_int_equal(mine[1]->len, 0);
+	assert_non_null(strstr(mine[1]->header[4], "; its value of "));
+	fx_records_free(all, n_all);
+}
+
+/*
+ * A fatal error of the idempotent producer: nothing will ever be sent by
+ * it again, so dlq_drain gives up at once instead of retrying for good,
+ * and says why; the caller exits and a restart reads the batch again.
+ */
+static void test_fatal_gives_up(void **state)
+{
+	struct world *w = *state;
+	volatile sig_atomic_t stop = 0;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char errstr[512];
+	struct dlq *d;
+
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", w->k.bootstrap, errstr, sizeof(errstr)))
+		fail_msg("%s", errstr);
+	d = dlq_new(conf, "feedback.dlq", errstr, sizeof(errstr));
+	if (d == NULL)
+		fail_msg("dlq_new: %s", errstr);
+	f.produce_at = 1;
+	f.produce_calls = 0;
+	f.produce_from_then_on = true;
+	f.produce_err = RD_KAFKA_RESP_ERR__FATAL;
+	send_to(w, d, 2);
+	assert_true(dlq_fatal(d));
+	assert_int_equal(dlq_drain(d, &stop, NULL, NULL), -1);
+	assert_int_equal(dlq_pending(d), 2);
+	f.produce_at = 0;
+	f.produce_from_then_on = false;
+	f.produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	assert_false(dlq_fatal(w->d));
+	dlq_destroy(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -328,6 +458,9 @@ int main(void)
 	    cmocka_unit_test(test_stop_keeps_what_was_not_sent),
 	    cmocka_unit_test(test_settle),
 	    cmocka_unit_test(test_every_record_in_topic),
+	    cmocka_unit_test(test_too_large_goes_without_value),
+	    cmocka_unit_test(test_broker_refuses_size),
+	    cmocka_unit_test(test_fatal_gives_up),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
