@@ -12,9 +12,11 @@
 #define MAX_COMMENT_BYTES 4096
 #define MAX_ATTRIBUTES    32
 #define MAX_FUTURE_US     (300LL * 1000000)
-#define MAX_DURATION_S    604800u /* a week: longer waits and handle times are data errors */
-#define MIN_SECONDS       (-62135596800LL) /* 0001-01-01T00:00:00Z */
-#define MAX_SECONDS       253402300799LL   /* 9999-12-31T23:59:59Z */
+#define MAX_LOCALE_BYTES  128
+/* The ledger's integer columns: 68 years. The contract's uint32 goes twice as far. */
+#define MAX_DURATION_S 2147483647u
+#define MIN_SECONDS    (-62135596800LL) /* 0001-01-01T00:00:00Z */
+#define MAX_SECONDS    253402300799LL   /* 9999-12-31T23:59:59Z */
 
 static const char *const reason_codes[DECODE_RESULT_COUNT] = {
     [DECODE_OK] = "ok",
@@ -236,14 +238,23 @@ static enum decode_result check_rating(const Feedback__V1__Rating *r, struct rat
 	return DECODE_OK;
 }
 
-/* A BCP 47 shaped tag: language of 2-3 or 4-8 letters, then subtags of 1-8 alphanumerics. */
+/*
+ * A BCP 47 shaped tag (RFC 5646's syntax, not its registry): a language of
+ * 2-8 letters, or the "x" of a private-use tag or the "i" of a grandfathered
+ * one (x-pirate, i-klingon) with at least one subtag after it; then subtags
+ * of 1-8 alphanumerics. Extensions make tags longer than the 35 characters
+ * that RFC 5646 asks every implementation to hold; the length is checked
+ * apart (MAX_LOCALE_BYTES).
+ */
 static bool valid_locale(const char *s)
 {
 	size_t n = strlen(s), i = 0,
 	       first = strspn(s, "abcdefghijklmnopqrstuvwxyz"
 	                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+	bool singleton = first == 1 && strchr("xXiI", s[0]) != NULL;
 
-	if (n > 35 || first < 2 || first > 8 || (first != n && s[first] != '-'))
+	if ((first < 2 && !singleton) || first > 8 || (first != n && s[first] != '-') ||
+	    (singleton && first == n))
 		return false;
 	i = first;
 	while (i < n) {
@@ -401,13 +412,15 @@ enum decode_result decode_event(const void *value, size_t len, enum channel topi
 			    errmsg, errmsg_size, DECODE_INVALID_OUTCOME,
 			    "'contact.outcome' %d is not answered, abandoned or self-service", o);
 		if (m->contact->wait_seconds > MAX_DURATION_S)
-			return fail(errmsg, errmsg_size, DECODE_INVALID_DURATION,
-			            "'contact.wait_seconds' %u is more than a week",
-			            m->contact->wait_seconds);
+			return fail(
+			    errmsg, errmsg_size, DECODE_INVALID_DURATION,
+			    "'contact.wait_seconds' %u is more than the %u the ledger holds",
+			    m->contact->wait_seconds, MAX_DURATION_S);
 		if (m->contact->handle_seconds > MAX_DURATION_S)
-			return fail(errmsg, errmsg_size, DECODE_INVALID_DURATION,
-			            "'contact.handle_seconds' %u is more than a week",
-			            m->contact->handle_seconds);
+			return fail(
+			    errmsg, errmsg_size, DECODE_INVALID_DURATION,
+			    "'contact.handle_seconds' %u is more than the %u the ledger holds",
+			    m->contact->handle_seconds, MAX_DURATION_S);
 		ev->has_contact = true;
 		ev->outcome = (enum outcome)o;
 		ev->wait_seconds = m->contact->wait_seconds;
@@ -419,6 +432,10 @@ enum decode_result decode_event(const void *value, size_t len, enum channel topi
 		return fail(errmsg, errmsg_size, DECODE_COMMENT_TOO_LONG,
 		            "'comment' is %zu bytes, more than %d", clen, MAX_COMMENT_BYTES);
 	const char *locale = str_or_empty(m->locale);
+	size_t llen = strlen(locale);
+	if (llen > MAX_LOCALE_BYTES)
+		return fail(errmsg, errmsg_size, DECODE_INVALID_LOCALE,
+		            "'locale' is %zu bytes, more than %d", llen, MAX_LOCALE_BYTES);
 	if (*locale && !valid_locale(locale))
 		return fail(errmsg, errmsg_size, DECODE_INVALID_LOCALE,
 		            "'locale' '%s' is not a BCP 47 language tag",

@@ -8,6 +8,7 @@
 #include "arena.h"
 #include "decode.h"
 #include "event.h"
+#include "kpi.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,7 +25,8 @@ static void check_event(const struct event *ev, enum channel ch)
 	if (ev->channel != ch || ev->event_id[0] == '\0' || ev->customer_id[0] == '\0' ||
 	    strlen(ev->event_id) > 128 || strlen(ev->customer_id) > 128 ||
 	    strlen(ev->agent_id) > 128 || strlen(ev->interaction_id) > 128 ||
-	    strlen(ev->comment) > 4096 || strlen(ev->locale) > 35)
+	    strlen(ev->comment) > 4096 || strlen(ev->locale) > 128 ||
+	    ev->wait_seconds > 2147483647u || ev->handle_seconds > 2147483647u)
 		__builtin_trap();
 	for (int i = 0; i < 3; i++)
 		if (rs[i]->present &&
@@ -59,10 +61,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&ev, 0xa5, sizeof(ev));
 	/* No value at all is a tombstone: NULL, as librdkafka gives it. */
 	r = decode_event(value, len, ch, NOW_US, &a, &ev, errmsg, sizeof(errmsg));
-	if (r == DECODE_OK)
+	if (r == DECODE_OK) {
 		check_event(&ev, ch);
-	else if ((unsigned)r >= DECODE_RESULT_COUNT || errmsg[0] == '\0' ||
-	         decode_reason_code(r)[0] == '\0')
+		/* What batch_add computes of every valid event, with the widest bottom box. */
+		struct kpi_policy p;
+		struct kpi_counts counts;
+
+		kpi_policy_defaults(&p);
+		p.csat_negative_k = 5; /* rules.csat.bottom.k at most */
+		kpi_count_event(&ev, &p, &counts);
+		(void)kpi_negative_reasons(&ev, &p);
+	} else if ((unsigned)r >= DECODE_RESULT_COUNT || errmsg[0] == '\0' ||
+	           decode_reason_code(r)[0] == '\0')
 		__builtin_trap();
 	arena_reset(&a);
 	arena_release(&a);

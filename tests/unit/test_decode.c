@@ -906,17 +906,23 @@ static void test_contact(void **state)
 	assert_reject(decode_msg(), "invalid_outcome", "'contact.outcome' 4");
 	set_contact(-2, 10, 10);
 	assert_reject(decode_msg(), "invalid_outcome", "'contact.outcome' -2");
-	/* Durations: up to a week (604800 s). */
-	set_contact(OUTCOME_ANSWERED, 604800, 604800);
+	/* Durations: uint32 up to what the ledger's integer columns hold. */
+	set_contact(OUTCOME_ANSWERED, 604801, 1209600); /* an email answered after a week */
 	assert_ok(decode_msg());
-	assert_int_equal(ev.wait_seconds, 604800);
-	assert_int_equal(ev.handle_seconds, 604800);
-	set_contact(OUTCOME_ANSWERED, 604801, 0);
-	assert_reject(decode_msg(), "invalid_duration", "'contact.wait_seconds' 604801");
-	set_contact(OUTCOME_ANSWERED, 0, 604801);
-	assert_reject(decode_msg(), "invalid_duration", "'contact.handle_seconds' 604801");
+	assert_int_equal(ev.wait_seconds, 604801);
+	assert_int_equal(ev.handle_seconds, 1209600);
+	set_contact(OUTCOME_ANSWERED, 2147483647u, 2147483647u);
+	assert_ok(decode_msg());
+	assert_int_equal(ev.wait_seconds, 2147483647u);
+	assert_int_equal(ev.handle_seconds, 2147483647u);
+	set_contact(OUTCOME_ANSWERED, 2147483648u, 0);
+	assert_reject(
+	    decode_msg(), "invalid_duration",
+	    "'contact.wait_seconds' 2147483648 is more than the 2147483647 the ledger holds");
+	set_contact(OUTCOME_ANSWERED, 0, 2147483648u);
+	assert_reject(decode_msg(), "invalid_duration", "'contact.handle_seconds' 2147483648");
 	set_contact(OUTCOME_ANSWERED, UINT32_MAX, 0);
-	assert_reject(decode_msg(), "invalid_duration", "'contact.wait_seconds'");
+	assert_reject(decode_msg(), "invalid_duration", "'contact.wait_seconds' 4294967295");
 }
 
 static void test_comment_length(void **state)
@@ -944,11 +950,15 @@ static void test_comment_length(void **state)
 static void test_locale(void **state)
 {
 	static const char *const good[] = {
-	    "en",         "fr-CA",      "zh-Hant-TW", "es-419",
-	    "de-DE-1996", "sr-Latn-RS", "haw",        "en-a-bbb-x-a1b2c3d4"};
-	static const char *const bad[] = {"e",         "en_US",      "en-",          "-en",
-	                                  "123",       "en--US",     "en-abcdefghi", "en US",
-	                                  "abcdefghi", "en-\xc3\xa9"};
+	    "en", "fr-CA", "zh-Hant-TW", "es-419", "de-DE-1996", "sr-Latn-RS", "haw",
+	    "en-a-bbb-x-a1b2c3d4",
+	    /* 37 characters, over RFC 5646's 35 that every implementation must hold */
+	    "de-DE-u-co-phonebk-ka-shifted-kn-true",
+	    /* private use, grandfathered */
+	    "x-pirate", "i-klingon", "X-A1"};
+	static const char *const bad[] = {
+	    "e",     "en_US",     "en-",         "-en", "123", "en--US", "en-abcdefghi",
+	    "en US", "abcdefghi", "en-\xc3\xa9", "x",   "x-",  "i",      "q-klingon"};
 
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
@@ -962,12 +972,20 @@ static void test_locale(void **state)
 		M.ev.locale = (char *)bad[i];
 		assert_reject(decode_msg(), "invalid_locale", "'locale'");
 	}
-	/* 35 bytes is the longest tag accepted, 36 is too long. */
-	M.ev.locale = "en-aaaaaaaa-bbbbbbbb-cccccccc-ddddd";
-	assert_int_equal(strlen(M.ev.locale), 35);
+	/* 128 bytes is the longest tag accepted, 129 is too long. */
+	char *longest = repeat('a', 128);
+	for (size_t i = 2; i < 128; i += 9)
+		longest[i] = '-';
+	M.ev.locale = longest;
 	assert_ok(decode_msg());
+	assert_string_equal(ev.locale, longest);
 	M.ev.locale = "en-aaaaaaaa-bbbbbbbb-cccccccc-dddddd";
-	assert_reject(decode_msg(), "invalid_locale", "'locale'");
+	assert_ok(decode_msg());
+	char *over = repeat('a', 129);
+	for (size_t i = 2; i < 129; i += 9)
+		over[i] = '-';
+	M.ev.locale = over;
+	assert_reject(decode_msg(), "invalid_locale", "'locale' is 129 bytes, more than 128");
 	M.ev.locale = "en_US";
 	assert_reject(decode_msg(), "invalid_locale", "'locale'");
 	assert_string_equal(err, "'locale' 'en_US' is not a BCP 47 language tag");
@@ -1178,7 +1196,7 @@ static void check_decoded_event(enum channel topic)
 	assert_true(utf8_ok(ev.agent_id, 128));
 	assert_true(utf8_ok(ev.interaction_id, 128));
 	assert_true(utf8_ok(ev.comment, 4096));
-	assert_true(utf8_ok(ev.locale, 35));
+	assert_true(utf8_ok(ev.locale, 128));
 	assert_int_equal(ev.channel, topic);
 	assert_true(ev.occurred_at_us <= NOW_US + 300000000);
 	const struct rating *rs[] = {&ev.csat, &ev.nps, &ev.ces};
