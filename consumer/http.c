@@ -11,8 +11,15 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* Enough for Prometheus and the kubelet; a flood of connections waits in the kernel backlog. */
-enum { HTTP_MAX_CONNECTIONS = 16, HTTP_IDLE_TIMEOUT_S = 10 };
+/*
+ * Enough for Prometheus and the kubelet; a flood of connections waits in
+ * the kernel backlog. The timeout is for a connection that sends nothing;
+ * one that trickles a byte now and then holds its slot, so no address gets
+ * more than HTTP_PER_ADDRESS of them: a few slow clients in one pod cannot
+ * take the kubelet's probes away (they come from the node's address) and
+ * have the pod restarted. At most 32 KiB of memory per connection.
+ */
+enum { HTTP_MAX_CONNECTIONS = 32, HTTP_PER_ADDRESS = 4, HTTP_IDLE_TIMEOUT_S = 10 };
 
 struct http {
 	const struct http_opts *opts;
@@ -133,6 +140,7 @@ struct http *http_new(const struct http_opts *opts, char *errstr, size_t errstr_
 	    flags, (uint16_t)opts->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
 	    on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_ADDRESS,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		snprintf(errstr, errstr_size,

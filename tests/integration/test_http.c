@@ -6,9 +6,11 @@
 #include "fixture.h"
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -107,6 +110,34 @@ static void test_probes_before_postgresql(void **state)
 
 	assert_int_equal(fx_http_status(port, "/"), 404);
 	assert_int_equal(fx_http_status(port, "/metrics/x"), 404);
+
+	/*
+	 * Four connections of one address that trickle a request hold its
+	 * share: a fifth of that address is closed unanswered. Closed, they
+	 * free their slots by the idle timeout (10 s) at the latest.
+	 */
+	int slow[4];
+	for (size_t i = 0; i < 4; i++) {
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+		                         .sin_port = htons((uint16_t)port),
+		                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+		slow[i] = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(slow[i] >= 0);
+		assert_int_equal(connect(slow[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(write(slow[i], "GET /he", 7), 7);
+	}
+	/* The daemon has taken all four in once it answers nothing to the fifth. */
+	int refused = 0;
+	for (int tries = 0; tries < 50 && !refused; tries++) {
+		refused = fx_http_status(port, "/healthz") == 0;
+		if (!refused)
+			usleep(100000);
+	}
+	assert_true(refused);
+	for (size_t i = 0; i < 4; i++)
+		close(slow[i]);
+	fx_wait_status(port, "/healthz", 200, 15000);
 	r = fx_http_request(port, "POST", "/metrics");
 	assert_int_equal(r.status, 405);
 	free(r.body);
