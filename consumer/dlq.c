@@ -110,7 +110,7 @@ static void set_fatal(struct dlq *d, const char *what)
 
 	d->fatal = true;
 	if (rd_kafka_fatal_error(d->rk, reason, sizeof(reason)) == RD_KAFKA_RESP_ERR_NO_ERROR)
-		snprintf(reason, sizeof(reason), "%s", what);
+		snprintf(reason, sizeof(reason), "%.199s", what);
 	snprintf(d->last_error, sizeof(d->last_error), "fatal: %s", reason);
 }
 
