@@ -87,11 +87,38 @@ static void print_quoted(FILE *out, const char *label, const char *s, size_t n)
 	fputc('"', out);
 }
 
-static void print_trigger(FILE *out, const rd_kafka_message_t *rkm,
-                          const Feedback__V1__RecoveryTrigger *t)
+/* Printable ASCII that cannot be taken for a separator, a quote or a field. */
+static bool plain(const char *s)
 {
-	fprintf(out, "%s", t->trigger_id);
-	print_quoted(out, "key", rkm->key ? rkm->key : "", rkm->key ? rkm->key_len : 0);
+	for (; *s; s++)
+		if (*s <= ' ' || *s >= 0x7f || *s == '"' || *s == '\\' || *s == '=')
+			return false;
+	return true;
+}
+
+/*
+ * An id as it is when plain, quoted and escaped when not: ids come from the
+ * events, and one holding a newline would otherwise print a line of its own
+ * that reads like a trigger.
+ */
+static void print_id(FILE *out, const char *label, const char *s)
+{
+	if (plain(s))
+		fprintf(out, " %s=%s", label, s);
+	else
+		print_quoted(out, label, s, strlen(s));
+}
+
+void triggerread_format(FILE *out, const void *key, size_t key_len,
+                        const Feedback__V1__RecoveryTrigger *t)
+{
+	const char *id = t->trigger_id ? t->trigger_id : "";
+
+	if (plain(id) && *id)
+		fputs(id, out);
+	else
+		print_quoted(out, "trigger", id, strlen(id));
+	print_quoted(out, "key", key ? key : "", key ? key_len : 0);
 	fprintf(out, " severity=%s reasons=", severity_name(t->severity));
 	for (size_t i = 0; i < t->n_reasons; i++)
 		fprintf(out, "%s%s", i ? "," : "", reason_name(t->reasons[i]));
@@ -105,17 +132,18 @@ static void print_trigger(FILE *out, const rd_kafka_message_t *rkm,
 	}
 	fprintf(out, " repeat=%" PRIu32 " suppressed=%" PRIu32, t->repeat_count,
 	        t->suppressed_count);
-	fprintf(out, " event=%s customer=%s channel=%s", t->event_id, t->customer_id,
-	        channel_label(t->channel));
+	print_id(out, "event", t->event_id ? t->event_id : "");
+	print_id(out, "customer", t->customer_id ? t->customer_id : "");
+	fprintf(out, " channel=%s", channel_label(t->channel));
 	if (t->agent_id && t->agent_id[0])
-		fprintf(out, " agent=%s", t->agent_id);
+		print_id(out, "agent", t->agent_id);
 	if (t->interaction_id && t->interaction_id[0])
-		fprintf(out, " interaction=%s", t->interaction_id);
+		print_id(out, "interaction", t->interaction_id);
 	print_time(out, "occurred", t->occurred_at);
 	print_time(out, "detected", t->detected_at);
 	print_time(out, "follow_up_by", t->follow_up_by);
 	if (t->locale && t->locale[0])
-		fprintf(out, " locale=%s", t->locale);
+		print_id(out, "locale", t->locale);
 	if (t->comment && t->comment[0])
 		print_quoted(out, "comment", t->comment, strlen(t->comment));
 	fputc('\n', out);
@@ -208,7 +236,7 @@ long triggerread_print(rd_kafka_conf_t *conf, const char *topic, FILE *out, char
 				rd_kafka_message_destroy(rkm);
 				goto out;
 			}
-			print_trigger(out, rkm, t);
+			triggerread_format(out, rkm->key, rkm->key ? rkm->key_len : 0, t);
 			feedback__v1__recovery_trigger__free_unpacked(t, NULL);
 			count++;
 			idle_until = mono_ms() + IDLE_TIMEOUT_MS;

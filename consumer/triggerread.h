@@ -6,6 +6,8 @@
 #ifndef FC_TRIGGERREAD_H
 #define FC_TRIGGERREAD_H
 
+#include "feedback/v1/feedback.pb-c.h"
+
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 
@@ -17,5 +19,14 @@
  */
 long triggerread_print(rd_kafka_conf_t *conf, const char *topic, FILE *out, char *errstr,
                        size_t errstr_size);
+
+/*
+ * One trigger, one line with its newline: the id, then
+ * key="..." and label=value fields. Ids and the locale print as they are
+ * when plain (printable ASCII, no space, quote, backslash or '='), quoted
+ * and escaped otherwise; the key and comment always quoted.
+ */
+void triggerread_format(FILE *out, const void *key, size_t key_len,
+                        const Feedback__V1__RecoveryTrigger *t);
 
 #endif
