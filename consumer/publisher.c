@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <endian.h>
+#include <inttypes.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -127,16 +128,32 @@ static bool pub_exec_ok(struct publisher *p, const char *sql, const char *what)
 	return ok;
 }
 
+/*
+ * pg_notify() refuses a channel name over 63 bytes (NAMEDATALEN - 1) and
+ * LISTEN cuts it: for a schema name over 54 bytes, the name keeps the
+ * first 45 and a hash of the whole (FNV-1a), so that two long names that
+ * begin alike still differ.
+ */
 char *publisher_channel(const char *schema)
 {
 	static const char suffix[] = ".recovery";
 	size_t n = strlen(schema);
-	char *name = malloc(n + sizeof(suffix));
+	char *name;
 
-	if (name != NULL) {
-		memcpy(name, schema, n);
-		memcpy(name + n, suffix, sizeof(suffix));
+	if (n + sizeof(suffix) - 1 <= 63) {
+		name = malloc(n + sizeof(suffix));
+		if (name != NULL) {
+			memcpy(name, schema, n);
+			memcpy(name + n, suffix, sizeof(suffix));
+		}
+		return name;
 	}
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)schema[i]) * 16777619u;
+	name = malloc(64);
+	if (name != NULL)
+		snprintf(name, 64, "%.45s.%08" PRIx32 "%s", schema, h, suffix);
 	return name;
 }
 

@@ -36,8 +36,9 @@ struct publisher;
 
 /*
  * The name of the notification channel on which the batches of schema wake
- * its publishers, "<schema>.recovery": the consumer NOTIFYs it, publishers
- * LISTEN to it. malloc'd; NULL when out of memory.
+ * its publishers, "<schema>.recovery" (for a schema name over 54 bytes, its
+ * first 45 and a hash: channel names have 63 at most): the consumer NOTIFYs
+ * it, publishers LISTEN to it. malloc'd; NULL when out of memory.
  */
 char *publisher_channel(const char *schema);
 

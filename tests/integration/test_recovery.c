@@ -389,6 +389,30 @@ static void test_fixed_stream(void **state)
 	run_end(&r);
 }
 
+/*
+ * A schema name near PostgreSQL's 63 bytes: "<schema>.recovery" would be a
+ * channel name pg_notify() refuses, failing every batch with a trigger.
+ */
+static void test_long_schema_name(void **state)
+{
+	struct run r;
+	pid_t pid;
+
+	(void)state;
+	run_begin(&r, "fc_recovery_with_a_schema_name_close_to_the_limit");
+	assert_true(strlen(r.schema) + strlen(".recovery") > 63);
+	produce(&r.k, stream, STREAM_MESSAGES);
+	pid = fx_consumer_start_logged(&r.k, r.schema, "g-long", NULL, r.log);
+	fx_wait_offsets(r.conn, r.schema, "g-long", STREAM_MESSAGES, 60000);
+	wait_all_sent(r.conn, r.schema, 60000);
+	assert_int_equal(outbox_count(r.conn, r.schema, false), N_EXPECTED_STREAM);
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 20000), 0);
+	/* Only the stream's invalid event; none of the negatives was refused. */
+	assert_int_equal(log_counter(r.log, "dead_lettered="), 1);
+	assert_int_equal(check_topic(&r.k, N_EXPECTED_STREAM), N_EXPECTED_STREAM);
+	run_end(&r);
+}
+
 static void recovery_leader(struct fx_kafka *k, int32_t broker)
 {
 	for (int32_t p = 0; p < PARTITIONS; p++)
@@ -608,6 +632,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_fixed_stream),
+	    cmocka_unit_test(test_long_schema_name),
 	    cmocka_unit_test(test_sigkill_before_ack),
 	    cmocka_unit_test(test_broker_refuses_then_recovers),
 	    cmocka_unit_test(test_first_trigger_knows_the_leader),
