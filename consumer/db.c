@@ -33,6 +33,8 @@ struct db {
 	bool (*gate)(void *arg); /* asked before COMMIT; NULL: always yes */
 	void *gate_arg;
 	char *notify_channel; /* publisher_channel(schema) */
+	int *order;           /* events of a batch in event id order (db_copy_ids) */
+	size_t cap_order;
 };
 
 #define AGG_COLUMNS                                                                                \
@@ -237,6 +239,7 @@ void db_destroy(struct db *db)
 	free(db->conninfo);
 	free(db->schema);
 	free(db->notify_channel);
+	free(db->order);
 	free(db->synchronous_commit);
 	pgbuf_free(&db->out);
 	arena_release(&db->scratch);
@@ -655,27 +658,57 @@ out:
  * costs only index reads.
  */
 
+static int by_event_id(const void *x, const void *y, void *arg)
+{
+	const struct batch *b = arg;
+
+	return strcmp(b->events[*(const int *)x].ev.event_id,
+	              b->events[*(const int *)y].ev.event_id);
+}
+
 /*
  * COPYs, with sql, a row (event_id, x) for each event of [from, to) marked
  * is_new: x its occurred_at (into event_ids, the key), or with with_index
- * its index in the batch (into the stage of a look-up).
+ * its index in the batch (into the stage of a look-up). Keys go in id order
+ * (strcmp), as every other shared row is written in key order: two
+ * replicas holding the same ids (an event re-sent under another key, so on
+ * another partition) then wait for each other in one direction only, never
+ * in a cycle.
  */
 static enum db_status db_copy_ids(struct db *db, struct batch *b, size_t from, size_t to,
                                   bool with_index, const char *sql, const char *what, char *errstr,
                                   size_t errstr_size)
 {
-	pgbuf_copy_begin(&db->out);
+	size_t n = 0;
+
+	if (to - from > db->cap_order) {
+		int *o = realloc(db->order, (to - from) * sizeof(*o));
+
+		if (o == NULL) {
+			snprintf(errstr, errstr_size, "out of memory");
+			return DB_FATAL;
+		}
+		db->order = o;
+		db->cap_order = to - from;
+	}
 	for (size_t i = from; i < to; i++) {
 		const struct batch_msg *m = &b->msgs[i];
 
-		if (m->event < 0 || !b->events[m->event].is_new)
-			continue;
+		if (m->event >= 0 && b->events[m->event].is_new)
+			db->order[n++] = m->event;
+	}
+	if (!with_index)
+		qsort_r(db->order, n, sizeof(*db->order), by_event_id, b);
+	pgbuf_copy_begin(&db->out);
+	for (size_t i = 0; i < n; i++) {
+		const struct batch_event *be = &b->events[db->order[i]];
+
 		pgbuf_row(&db->out, 2);
-		pgbuf_text(&db->out, b->events[m->event].ev.event_id);
+		pgbuf_text(&db->out, be->ev.event_id);
 		if (with_index)
-			pgbuf_int4(&db->out, m->event, "seq");
+			pgbuf_int4(&db->out, db->order[i], "seq");
 		else
-			pgbuf_time(&db->out, b->events[m->event].ev.occurred_at_us);
+			pgbuf_time(&db->out, be->ev.occurred_at_us);
 	}
 	return db_copy(db, sql, what, errstr, errstr_size);
 }
