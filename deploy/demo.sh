@@ -11,7 +11,7 @@ if [ "${1:-}" != "--inside" ]; then
   deploy/deps.sh
   cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DFC_BUILD_TESTS=ON >/dev/null
   cmake --build build/release -j"$(nproc)" --target feedback-consumer feedgen >/dev/null
-  exec pg_virtualenv -t -v 15 "$0" --inside "$@"
+  exec pg_virtualenv -t -v 15 "$PWD/deploy/demo.sh" --inside "$@"
 fi
 shift
 

@@ -60,7 +60,7 @@ if [ "${1:-}" != "--inside" ]; then
   cmake --build build/release -j"$(nproc)" --target feedback-consumer feedgen >/dev/null
   profile=()
   [ -z "${BENCH_PROFILE:-}" ] || profile=(-o shared_preload_libraries=pg_stat_statements)
-  exec pg_virtualenv -t -v 15 "${profile[@]}" "$0" --inside "$@"
+  exec pg_virtualenv -t -v 15 "${profile[@]}" "$PWD/tests/bench/pipeline.sh" --inside "$@"
 fi
 shift
 base=${1:-500000}

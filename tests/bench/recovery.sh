@@ -20,7 +20,7 @@ if [ "${1:-}" != "--inside" ]; then
   cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DFC_BUILD_TESTS=ON >/dev/null
   cmake --build build/release -j"$(nproc)" --target feedback-consumer feedgen recovery_probe \
     >/dev/null
-  exec pg_virtualenv -t -v 15 "$0" --inside "$@"
+  exec pg_virtualenv -t -v 15 "$PWD/tests/bench/recovery.sh" --inside "$@"
 fi
 shift
 rate=${1:-12000}
