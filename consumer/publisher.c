@@ -24,6 +24,9 @@
 struct publisher {
 	const struct publisher_opts *opts;
 	rd_kafka_t *rk;
+	/* A copy of the producer's configuration, for a new one after a fatal error. */
+	rd_kafka_conf_t *conf;
+	bool fatal; /* a fatal error of the idempotent producer: it sends nothing more */
 	/* held so that the topic's leaders are known before the first trigger */
 	rd_kafka_topic_t *rkt;
 	PGconn *conn;
@@ -68,6 +71,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
 	if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR && i >= 0 && i < CLAIM_ROWS) {
 		p->acked[i] = true;
 	} else {
+		if (rkm->err == RD_KAFKA_RESP_ERR__FATAL)
+			p->fatal = true;
 		p->failed++;
 		if (!p->broker_down)
 			log_warn("recovery trigger not delivered to \"%s\": %s; it stays queued",
@@ -99,8 +104,14 @@ struct publisher *publisher_new(const struct publisher_opts *opts, rd_kafka_conf
 		free(p);
 		return NULL;
 	}
-	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, errstr, errstr_size);
+	p->conf = rd_kafka_conf_dup(producer_conf);
+	p->rk =
+	    p->conf ? rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, errstr, errstr_size) : NULL;
 	if (p->rk == NULL) {
+		if (p->conf == NULL)
+			snprintf(errstr, errstr_size, "out of memory");
+		else
+			rd_kafka_conf_destroy(p->conf);
 		rd_kafka_conf_destroy(producer_conf);
 		free(p);
 		return NULL;
@@ -257,6 +268,8 @@ static int pub_drain_once(struct publisher *p)
 		    RD_KAFKA_V_OPAQUE((void *)(intptr_t)i), RD_KAFKA_V_END);
 		if (err) {
 			p->failed++;
+			if (err == RD_KAFKA_RESP_ERR__FATAL)
+				p->fatal = true;
 			log_warn("recovery publisher: producing: %s", rd_kafka_err2str(err));
 			break;
 		}
@@ -395,12 +408,63 @@ static int next_backoff(int ms, int cap)
 	return ms * 2 > cap ? cap : ms * 2;
 }
 
+/*
+ * A fatal error of the idempotent producer (librdkafka's, after the broker
+ * lost acknowledged messages, say) stops it for good: every trigger would
+ * wait in the outbox until a restart. A new producer takes over; what the
+ * old one did not get acknowledged is still unsent and goes again.
+ */
+static void pub_renew_producer(struct publisher *p)
+{
+	char reason[512] = "", errstr[512];
+
+	if (p->rk) {
+		if (rd_kafka_fatal_error(p->rk, reason, sizeof(reason)) ==
+		    RD_KAFKA_RESP_ERR_NO_ERROR)
+			snprintf(reason, sizeof(reason), "%s",
+			         rd_kafka_err2str(RD_KAFKA_RESP_ERR__FATAL));
+		log_error("recovery publisher: the producer failed for good (%s); starting a new "
+		          "one, the unsent triggers wait in the outbox",
+		          reason);
+		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		while (p->pending > 0)
+			rd_kafka_poll(p->rk, 50);
+		if (p->rkt)
+			rd_kafka_topic_destroy(p->rkt);
+		rd_kafka_destroy(p->rk);
+		p->rk = NULL;
+		p->rkt = NULL;
+	}
+	rd_kafka_conf_t *conf = rd_kafka_conf_dup(p->conf);
+	p->rk = conf ? rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)) : NULL;
+	if (p->rk == NULL) {
+		if (conf)
+			rd_kafka_conf_destroy(conf);
+		log_error("recovery publisher: cannot start a new producer: %s",
+		          conf ? errstr : "out of memory");
+		return;
+	}
+	p->rkt = rd_kafka_topic_new(p->rk, p->opts->topic, NULL);
+	p->fatal = false;
+	p->broker_down = true; /* the next claim says when it is writable again */
+}
+
 static void *pub_main(void *arg)
 {
 	struct publisher *p = arg;
 	int db_backoff_ms = 100, broker_backoff_ms = 100;
 
 	while (!*p->stop) {
+		char why[8];
+
+		if (p->fatal || p->rk == NULL ||
+		    rd_kafka_fatal_error(p->rk, why, sizeof(why)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			pub_renew_producer(p);
+			if (p->rk == NULL) {
+				pub_sleep(p, 1000);
+				continue;
+			}
+		}
 		if (p->conn == NULL && !pub_connect(p)) {
 			pub_sleep(p, db_backoff_ms);
 			db_backoff_ms = next_backoff(db_backoff_ms, p->opts->db_retry_max_ms);
@@ -432,7 +496,7 @@ static void *pub_main(void *arg)
 		pub_wait(p, 1000);
 	}
 	/* Whatever the last batches queued goes out before the process ends. */
-	if (p->conn && !p->broker_down)
+	if (p->conn && p->rk && !p->fatal && !p->broker_down)
 		while (pub_drain_once(p) == CLAIM_ROWS)
 			;
 	pub_disconnect(p);
@@ -476,6 +540,8 @@ void publisher_destroy(struct publisher *p)
 			rd_kafka_topic_destroy(p->rkt);
 		rd_kafka_destroy(p->rk);
 	}
+	if (p->conf)
+		rd_kafka_conf_destroy(p->conf);
 	PQfreemem(p->channel);
 	free(p);
 }
