@@ -115,7 +115,9 @@ static const char sql_outbox[] =
 /*
  * Offsets move only from the position this consumer read: an update whose
  * expected value no longer matches, or an insert that finds a row, changes
- * nothing, and the caller sees fewer rows than partitions.
+ * nothing, and the caller sees fewer rows than partitions. The schema's
+ * version comes along: a newer build may have migrated it while this one
+ * runs (a rolling upgrade), and may count with rules this one lacks.
  */
 static const char sql_offsets[] =
     "WITH u AS (SELECT * FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::bigint[]) "
@@ -126,7 +128,8 @@ static const char sql_offsets[] =
     "ins AS (INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) "
     "  SELECT $1, topic, partition, next FROM u WHERE expected < 0 "
     "  ON CONFLICT DO NOTHING RETURNING 1) "
-    "SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)";
+    "SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins), "
+    "(SELECT max(version) FROM schema_migrations)";
 
 /*
  * The events of the batch whose ids were accepted before: duplicates. The
@@ -367,6 +370,19 @@ static void db_rollback(struct db *db)
 	PQclear(res);
 }
 
+/*
+ * A build older than the schema may not know how it has to be written (the
+ * key of duplicates moved to event_ids in version 4, say): it stops rather
+ * than count with rules it lacks, and its replacement takes over.
+ */
+static void db_newer_schema(const struct db *db, int version, char *errstr, size_t errstr_size)
+{
+	snprintf(errstr, errstr_size,
+	         "schema \"%s\" is at version %d, newer than this build's %d: a newer build "
+	         "migrated it; run that one",
+	         db->schema, version, fc_migrations[fc_migrations_count - 1].version);
+}
+
 enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
 {
 	char sql[256];
@@ -404,6 +420,10 @@ enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
 		         "schema \"%s\" is at version %d, this build needs %d: run "
 		         "'feedback-consumer migrate'",
 		         db->schema, version, fc_migrations[fc_migrations_count - 1].version);
+		return DB_FATAL;
+	}
+	if (version > fc_migrations[fc_migrations_count - 1].version) {
+		db_newer_schema(db, version, errstr, errstr_size);
 		return DB_FATAL;
 	}
 	ident = PQescapeIdentifier(db->conn, db->schema, strlen(db->schema));
@@ -640,7 +660,11 @@ static enum db_status db_advance_offsets(struct db *db, const char *group,
 	if (st != DB_OK)
 		goto out;
 	moved = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	if (moved != (long long)nu) {
+	int version = (int)strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	if (version > fc_migrations[fc_migrations_count - 1].version) {
+		db_newer_schema(db, version, errstr, errstr_size);
+		st = DB_FATAL;
+	} else if (moved != (long long)nu) {
 		snprintf(errstr, errstr_size,
 		         "stored offsets of %zu of %zu partitions moved on: another consumer "
 		         "owns them now",

@@ -9,6 +9,7 @@
  */
 #include "fixture.h"
 #include "harness.h"
+#include "migrations.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -965,6 +966,48 @@ static void test_stored_offset_out_of_range(void **state)
 	free(schema);
 }
 
+/*
+ * A newer build migrated the schema while this one runs (a rolling
+ * upgrade): this one stops at its next batch without committing it, and
+ * restarted, refuses the schema before it consumes anything.
+ */
+static void test_newer_schema(void **state)
+{
+	struct world *w = *state;
+	char *schema = harness_fresh_schema(w->conn, "fc_newer");
+	struct fx_kafka k;
+	char log_path[] = "/tmp/fc-newer-XXXXXX", sql[256], want[128];
+	const int newest = fc_migrations[fc_migrations_count - 1].version;
+
+	temp_log(log_path);
+	fx_migrate(w->conn, schema);
+	fx_kafka_start(&k, 1);
+	produce_one(&k, "nv-1");
+	pid_t pid = track(fx_consumer_start_logged(&k, schema, "g-nv", NULL, log_path));
+	fx_wait_offsets(w->conn, schema, "g-nv", 1, 60000);
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO \"%s\".schema_migrations (version, name) VALUES (%d, 'newer')",
+	         schema, newest + 1);
+	harness_exec(w->conn, sql);
+	produce_one(&k, "nv-2");
+	assert_int_equal(fx_consumer_stop(pid, 0, 60000), 1);
+	snprintf(want, sizeof(want), "is at version %d, newer than this build's %d", newest + 1,
+	         newest);
+	assert_int_equal(log_count(log_path, want), 1);
+	assert_int_equal(stored_offsets(w->conn, schema, "g-nv"), 1);
+	assert_int_equal(ledger_rows(w->conn, schema), 1);
+
+	pid = track(fx_consumer_start_logged(&k, schema, "g-nv", NULL, log_path));
+	assert_int_equal(fx_consumer_stop(pid, 0, 60000), 1);
+	assert_int_equal(log_count(log_path, want), 1); /* a new log */
+	assert_int_equal(stored_offsets(w->conn, schema, "g-nv"), 1);
+	assert_int_equal(ledger_rows(w->conn, schema), 1);
+	fx_kafka_stop(&k);
+	unlink(log_path);
+	harness_drop_schema(w->conn, schema);
+	free(schema);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -978,6 +1021,7 @@ int main(void)
 	    cmocka_unit_test(test_dead_letters_slow),
 	    cmocka_unit_test(test_stale_replica),
 	    cmocka_unit_test(test_stored_offset_out_of_range),
+	    cmocka_unit_test(test_newer_schema),
 	    cmocka_unit_test(test_fetcher_woken),
 	    cmocka_unit_test(test_late_outbox_row_is_sent),
 	    cmocka_unit_test(test_postgres_restart_mid_stream),
