@@ -12,6 +12,10 @@ CREATE TABLE event_ids (
   occurred_at timestamptz NOT NULL
 );
 
+-- Consumers of the build before may still be running: until this commits,
+-- none adds a ledger row that the copy below would miss.
+LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE;
+
 -- Ledgers of earlier versions: the first occurred_at of an id is the one
 -- that counts from now on.
 INSERT INTO event_ids (event_id, occurred_at)
