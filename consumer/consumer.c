@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Dead-letter reasons: the decode results, then one for rows the database refused. */
 #define REASON_DB_REJECTED DECODE_RESULT_COUNT
@@ -60,7 +61,7 @@ struct consumer {
 	bool db_up;
 	bool need_resync; /* positions of kafka and of the database may differ */
 	bool fatal;
-	volatile sig_atomic_t *stop;
+	atomic_int *stop;
 	struct consumer_stats stats;
 	int64_t next_report_us;
 	int64_t next_maintain_us;
@@ -1100,7 +1101,7 @@ static void consumer_wake_fetcher(struct consumer *c)
 	}
 }
 
-int consumer_run(struct consumer *c, volatile sig_atomic_t *stop)
+int consumer_run(struct consumer *c, atomic_int *stop)
 {
 	rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(CHANNEL_MAX);
 	rd_kafka_resp_err_t err;

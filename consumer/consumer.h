@@ -10,7 +10,7 @@
 #include "rules.h"
 
 #include <librdkafka/rdkafka.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 struct consumer_opts {
@@ -60,7 +60,7 @@ struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t 
  * takes it at once (else abandons it; it is read again), leaves the group
  * and returns 0. Returns -1 on a fatal error, logged.
  */
-int consumer_run(struct consumer *c, volatile sig_atomic_t *stop);
+int consumer_run(struct consumer *c, atomic_int *stop);
 
 const struct consumer_stats *consumer_stats(const struct consumer *c);
 

@@ -285,7 +285,7 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop, void (*waiting)(void *arg), void *arg)
+int dlq_drain(struct dlq *d, atomic_int *stop, void (*waiting)(void *arg), void *arg)
 {
 	int backoff_ms = 100;
 

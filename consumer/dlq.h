@@ -10,7 +10,7 @@
 #define FC_DLQ_H
 
 #include <librdkafka/rdkafka.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,7 +51,7 @@ int dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason, c
  * the caller can tell its probes it is alive. Returns 0, or -1 when *stop
  * was set first or the producer failed for good (dlq_fatal).
  */
-int dlq_drain(struct dlq *d, volatile sig_atomic_t *stop, void (*waiting)(void *arg), void *arg);
+int dlq_drain(struct dlq *d, atomic_int *stop, void (*waiting)(void *arg), void *arg);
 
 /*
  * Waits up to timeout_ms for every queued dead letter to be acknowledged,

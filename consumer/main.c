@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,12 @@ extern char **environ;
 
 enum { EXIT_USAGE = 2 };
 
-static volatile sig_atomic_t stop;
+/*
+ * Set by the signal handlers and the workers, read by every thread:
+ * atomic, and lock-free, as a signal handler may only touch such objects.
+ */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free");
+static atomic_int stop;
 
 /*
  * The shutdown watchdog. A clean stop finishes the open batch, leaves the
@@ -39,8 +45,8 @@ static volatile sig_atomic_t stop;
  */
 static struct {
 	sem_t wake; /* posted by each signal, and once by a finished shutdown */
-	volatile sig_atomic_t signals;
-	volatile sig_atomic_t finished;
+	atomic_int signals;
+	atomic_int finished;
 	int64_t timeout_ms;
 	pthread_t thread;
 	bool running;
@@ -338,7 +344,7 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 	    .retention_ms = config_get_int(cfg, "recovery.outbox.retention"),
 	    .db_retry_max_ms = opts.db_retry_max_ms,
 	};
-	static volatile sig_atomic_t publisher_stop;
+	static atomic_int publisher_stop;
 	char errstr[512];
 	rd_kafka_conf_t *rconf = NULL;
 	struct worker *workers = NULL;

@@ -33,7 +33,7 @@ struct publisher {
 	char *channel; /* quoted LISTEN channel, "<schema>.recovery" */
 	pthread_t thread;
 	bool started;
-	volatile sig_atomic_t *stop;
+	atomic_int *stop;
 	/* Acknowledgements of the claimed rows, by claim index. */
 	bool acked[CLAIM_ROWS];
 	int pending;
@@ -503,8 +503,7 @@ static void *pub_main(void *arg)
 	return NULL;
 }
 
-int publisher_start(struct publisher *p, volatile sig_atomic_t *stop, char *errstr,
-                    size_t errstr_size)
+int publisher_start(struct publisher *p, atomic_int *stop, char *errstr, size_t errstr_size)
 {
 	p->stop = stop;
 	int err = pthread_create(&p->thread, NULL, pub_main, p);

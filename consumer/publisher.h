@@ -14,7 +14,7 @@
 #define FC_PUBLISHER_H
 
 #include <librdkafka/rdkafka.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct publisher_opts {
@@ -48,8 +48,7 @@ struct publisher *publisher_new(const struct publisher_opts *opts, rd_kafka_conf
                                 char *errstr, size_t errstr_size);
 
 /* Starts the thread; it runs until *stop is set. 0, or -1 with errstr. */
-int publisher_start(struct publisher *p, volatile sig_atomic_t *stop, char *errstr,
-                    size_t errstr_size);
+int publisher_start(struct publisher *p, atomic_int *stop, char *errstr, size_t errstr_size);
 
 /* A snapshot of the counters; safe from any thread. */
 void publisher_stats(struct publisher *p, struct publisher_stats *out);

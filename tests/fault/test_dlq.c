@@ -151,7 +151,7 @@ static void count_wait(void *arg)
 /* Drains; returns how often dlq_drain said it was still waiting. */
 static int drain_all(struct world *w)
 {
-	volatile sig_atomic_t stop = 0;
+	atomic_int stop = 0;
 	int waits = 0;
 
 	assert_int_equal(dlq_drain(w->d, &stop, count_wait, &waits), 0);
@@ -229,7 +229,7 @@ static void test_delivery_fails_in_turn(void **state)
 static void test_stop_keeps_what_was_not_sent(void **state)
 {
 	struct world *w = *state;
-	volatile sig_atomic_t stop = 1;
+	atomic_int stop = 1;
 
 	/* The topic cannot be written at all; the consumer is told to stop. */
 	f.produce_at = 1;
@@ -424,7 +424,7 @@ static void test_broker_refuses_size(void **state)
 static void test_fatal_gives_up(void **state)
 {
 	struct world *w = *state;
-	volatile sig_atomic_t stop = 0;
+	atomic_int stop = 0;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char errstr[512];
 	struct dlq *d;

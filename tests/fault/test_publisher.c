@@ -93,7 +93,7 @@ static void test_new_producer_after_fatal_error(void **state)
 	char *schema = harness_fresh_schema(conn, "fc_pub_fatal");
 	struct fx_kafka k;
 	char sql[1024], errstr[512];
-	volatile sig_atomic_t stop = 0;
+	atomic_int stop = 0;
 
 	(void)state;
 	fx_migrate(conn, schema);
