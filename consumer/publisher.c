@@ -24,9 +24,8 @@
 struct publisher {
 	const struct publisher_opts *opts;
 	rd_kafka_t *rk;
-	/* A copy of the producer's configuration, for a new one after a fatal error. */
+	/* The producer's configuration: each producer is made from a copy (pub_new_producer). */
 	rd_kafka_conf_t *conf;
-	bool fatal; /* a fatal error of the idempotent producer: it sends nothing more */
 	/* held so that the topic's leaders are known before the first trigger */
 	rd_kafka_topic_t *rkt;
 	PGconn *conn;
@@ -71,14 +70,37 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
 	if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR && i >= 0 && i < CLAIM_ROWS) {
 		p->acked[i] = true;
 	} else {
-		if (rkm->err == RD_KAFKA_RESP_ERR__FATAL)
-			p->fatal = true;
 		p->failed++;
 		if (!p->broker_down)
 			log_warn("recovery trigger not delivered to \"%s\": %s; it stays queued",
 			         p->opts->topic, rd_kafka_err2str(rkm->err));
 		p->broker_down = true;
 	}
+}
+
+/* A producer made from a copy of p->conf, and its topic handle; false with errstr. */
+static bool pub_new_producer(struct publisher *p, char *errstr, size_t errstr_size)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_dup(p->conf);
+
+	p->rk = conf ? rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size) : NULL;
+	if (p->rk == NULL) {
+		if (conf)
+			rd_kafka_conf_destroy(conf);
+		else
+			snprintf(errstr, errstr_size, "out of memory");
+		return false;
+	}
+	/* Asks for the topic's leaders now, not when the first trigger waits for them. */
+	p->rkt = rd_kafka_topic_new(p->rk, p->opts->topic, NULL);
+	return true;
+}
+
+/* Whether the idempotent producer failed for good: it sends nothing any more. */
+static bool pub_producer_failed(struct publisher *p, char *reason, size_t size)
+{
+	return p->rk == NULL ||
+	       rd_kafka_fatal_error(p->rk, reason, size) != RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 struct publisher *publisher_new(const struct publisher_opts *opts, rd_kafka_conf_t *producer_conf,
@@ -104,20 +126,12 @@ struct publisher *publisher_new(const struct publisher_opts *opts, rd_kafka_conf
 		free(p);
 		return NULL;
 	}
-	p->conf = rd_kafka_conf_dup(producer_conf);
-	p->rk =
-	    p->conf ? rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, errstr, errstr_size) : NULL;
-	if (p->rk == NULL) {
-		if (p->conf == NULL)
-			snprintf(errstr, errstr_size, "out of memory");
-		else
-			rd_kafka_conf_destroy(p->conf);
-		rd_kafka_conf_destroy(producer_conf);
+	p->conf = producer_conf;
+	if (!pub_new_producer(p, errstr, errstr_size)) {
+		rd_kafka_conf_destroy(p->conf);
 		free(p);
 		return NULL;
 	}
-	/* Asks for the topic's leaders now, not when the first trigger waits for them. */
-	p->rkt = rd_kafka_topic_new(p->rk, p->opts->topic, NULL);
 	return p;
 }
 
@@ -268,8 +282,6 @@ static int pub_drain_once(struct publisher *p)
 		    RD_KAFKA_V_OPAQUE((void *)(intptr_t)i), RD_KAFKA_V_END);
 		if (err) {
 			p->failed++;
-			if (err == RD_KAFKA_RESP_ERR__FATAL)
-				p->fatal = true;
 			log_warn("recovery publisher: producing: %s", rd_kafka_err2str(err));
 			break;
 		}
@@ -419,10 +431,7 @@ static void pub_renew_producer(struct publisher *p)
 	char reason[512] = "", errstr[512];
 
 	if (p->rk) {
-		if (rd_kafka_fatal_error(p->rk, reason, sizeof(reason)) ==
-		    RD_KAFKA_RESP_ERR_NO_ERROR)
-			snprintf(reason, sizeof(reason), "%s",
-			         rd_kafka_err2str(RD_KAFKA_RESP_ERR__FATAL));
+		pub_producer_failed(p, reason, sizeof(reason));
 		log_error("recovery publisher: the producer failed for good (%s); starting a new "
 		          "one, the unsent triggers wait in the outbox",
 		          reason);
@@ -435,17 +444,10 @@ static void pub_renew_producer(struct publisher *p)
 		p->rk = NULL;
 		p->rkt = NULL;
 	}
-	rd_kafka_conf_t *conf = rd_kafka_conf_dup(p->conf);
-	p->rk = conf ? rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)) : NULL;
-	if (p->rk == NULL) {
-		if (conf)
-			rd_kafka_conf_destroy(conf);
-		log_error("recovery publisher: cannot start a new producer: %s",
-		          conf ? errstr : "out of memory");
+	if (!pub_new_producer(p, errstr, sizeof(errstr))) {
+		log_error("recovery publisher: cannot start a new producer: %s", errstr);
 		return;
 	}
-	p->rkt = rd_kafka_topic_new(p->rk, p->opts->topic, NULL);
-	p->fatal = false;
 	p->broker_down = true; /* the next claim says when it is writable again */
 }
 
@@ -457,8 +459,7 @@ static void *pub_main(void *arg)
 	while (!*p->stop) {
 		char why[8];
 
-		if (p->fatal || p->rk == NULL ||
-		    rd_kafka_fatal_error(p->rk, why, sizeof(why)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		if (pub_producer_failed(p, why, sizeof(why))) {
 			pub_renew_producer(p);
 			if (p->rk == NULL) {
 				pub_sleep(p, 1000);
@@ -496,7 +497,9 @@ static void *pub_main(void *arg)
 		pub_wait(p, 1000);
 	}
 	/* Whatever the last batches queued goes out before the process ends. */
-	if (p->conn && p->rk && !p->fatal && !p->broker_down)
+	char why[8];
+
+	if (p->conn && !pub_producer_failed(p, why, sizeof(why)) && !p->broker_down)
 		while (pub_drain_once(p) == CLAIM_ROWS)
 			;
 	pub_disconnect(p);
