@@ -71,18 +71,16 @@ static bool too_large(rd_kafka_resp_err_t err)
  */
 static int leave_out(struct dlq *d, struct dlq_record *r)
 {
-	char *message;
+	char *message, key_part[48] = "";
 	size_t key_len = r->key && r->key_len > 1024 ? r->key_len : 0;
-	int n = key_len ? asprintf(&message,
-	                           "%s; its key of %zu bytes and value of %zu bytes are too large "
-	                           "for \"%s\" and left out: the original is at %s/%d@%lld",
-	                           r->message, key_len, r->value_len, d->topic, r->src_topic,
-	                           (int)r->src_partition, (long long)r->src_offset)
-	                : asprintf(&message,
-	                           "%s; its value of %zu bytes is too large for \"%s\" and left "
-	                           "out: the original is at %s/%d@%lld",
-	                           r->message, r->value_len, d->topic, r->src_topic,
-	                           (int)r->src_partition, (long long)r->src_offset);
+
+	if (key_len)
+		snprintf(key_part, sizeof(key_part), "key of %zu bytes and ", key_len);
+	int n = asprintf(&message,
+	                 "%s; its %svalue of %zu bytes %s too large for \"%s\" and left out: the "
+	                 "original is at %s/%d@%lld",
+	                 r->message, key_part, r->value_len, key_len ? "are" : "is", d->topic,
+	                 r->src_topic, (int)r->src_partition, (long long)r->src_offset);
 
 	if (n < 0)
 		return -1;
