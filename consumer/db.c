@@ -370,6 +370,12 @@ static void db_rollback(struct db *db)
 	PQclear(res);
 }
 
+/* The schema version this build migrates to. */
+static int newest_version(void)
+{
+	return fc_migrations[fc_migrations_count - 1].version;
+}
+
 /*
  * A build older than the schema may not know how it has to be written (the
  * key of duplicates moved to event_ids in version 4, say): it stops rather
@@ -380,7 +386,7 @@ static void db_newer_schema(const struct db *db, int version, char *errstr, size
 	snprintf(errstr, errstr_size,
 	         "schema \"%s\" is at version %d, newer than this build's %d: a newer build "
 	         "migrated it; run that one",
-	         db->schema, version, fc_migrations[fc_migrations_count - 1].version);
+	         db->schema, version, newest_version());
 }
 
 enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
@@ -415,14 +421,14 @@ enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
 	version = migrate_current_version(db->conn, db->schema, errstr, errstr_size);
 	if (version < 0)
 		return PQstatus(db->conn) == CONNECTION_OK ? DB_FATAL : DB_RECONNECT;
-	if (version < fc_migrations[fc_migrations_count - 1].version) {
+	if (version < newest_version()) {
 		snprintf(errstr, errstr_size,
 		         "schema \"%s\" is at version %d, this build needs %d: run "
 		         "'feedback-consumer migrate'",
-		         db->schema, version, fc_migrations[fc_migrations_count - 1].version);
+		         db->schema, version, newest_version());
 		return DB_FATAL;
 	}
-	if (version > fc_migrations[fc_migrations_count - 1].version) {
+	if (version > newest_version()) {
 		db_newer_schema(db, version, errstr, errstr_size);
 		return DB_FATAL;
 	}
@@ -661,7 +667,7 @@ static enum db_status db_advance_offsets(struct db *db, const char *group,
 		goto out;
 	moved = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	int version = (int)strtol(PQgetvalue(res, 0, 1), NULL, 10);
-	if (version > fc_migrations[fc_migrations_count - 1].version) {
+	if (version > newest_version()) {
 		db_newer_schema(db, version, errstr, errstr_size);
 		st = DB_FATAL;
 	} else if (moved != (long long)nu) {
