@@ -6,6 +6,7 @@
  * sent must still be pending when the consumer is told to stop.
  */
 #include "dlq.h"
+#include "fault/drwrap.h"
 #include "integration/fixture.h"
 
 #include <setjmp.h>
@@ -23,12 +24,6 @@
 
 rd_kafka_error_t *__real_rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t cnt);
 rd_kafka_error_t *__wrap_rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t cnt);
-void __real_rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
-                                        void (*cb)(rd_kafka_t *, const rd_kafka_message_t *,
-                                                   void *));
-void __wrap_rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
-                                        void (*cb)(rd_kafka_t *, const rd_kafka_message_t *,
-                                                   void *));
 
 static struct {
 	int produce_at, produce_calls;
@@ -36,8 +31,6 @@ static struct {
 	rd_kafka_resp_err_t produce_err; /* default: a full queue */
 	int report_at, report_calls;
 	rd_kafka_resp_err_t report_err; /* default: timed out */
-	bool capture; /* the next delivery callback set is the dead-letter producer's */
-	void (*real_report)(rd_kafka_t *, const rd_kafka_message_t *, void *);
 } f;
 
 rd_kafka_error_t *__wrap_rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t cnt)
@@ -62,21 +55,10 @@ static void report(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 		rd_kafka_message_t lost = *rkm;
 
 		lost.err = f.report_err ? f.report_err : RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
-		f.real_report(rk, &lost, opaque);
+		drwrap_real(rk, &lost, opaque);
 		return;
 	}
-	f.real_report(rk, rkm, opaque);
-}
-
-void __wrap_rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
-                                        void (*cb)(rd_kafka_t *, const rd_kafka_message_t *,
-                                                   void *))
-{
-	if (f.capture) {
-		f.real_report = cb;
-		cb = report;
-	}
-	__real_rd_kafka_conf_set_dr_msg_cb(conf, cb);
+	drwrap_real(rk, rkm, opaque);
 }
 
 struct world {
@@ -97,9 +79,10 @@ static int setup(void **state)
 	fx_kafka_start(&w->k, 1);
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", w->k.bootstrap, errstr, sizeof(errstr)))
 		fail_msg("%s", errstr);
-	f.capture = true;
+	drwrap_hook = report;
+	drwrap_capture = true;
 	w->d = dlq_new(conf, "feedback.dlq", errstr, sizeof(errstr));
-	f.capture = false;
+	drwrap_capture = false;
 	if (w->d == NULL)
 		fail_msg("dlq_new: %s", errstr);
 	w->rkt = rd_kafka_topic_new(w->k.producer, "feedback.sms", NULL);

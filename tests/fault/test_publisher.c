@@ -4,6 +4,7 @@
  * send what the old one left unacknowledged, instead of letting every
  * trigger wait in the outbox until a restart.
  */
+#include "fault/drwrap.h"
 #include "integration/fixture.h"
 #include "integration/harness.h"
 #include "publisher.h"
@@ -23,18 +24,10 @@ rd_kafka_t *__real_rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, cha
                                 size_t errstr_size);
 rd_kafka_t *__wrap_rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
                                 size_t errstr_size);
-void __real_rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
-                                        void (*cb)(rd_kafka_t *, const rd_kafka_message_t *,
-                                                   void *));
-void __wrap_rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
-                                        void (*cb)(rd_kafka_t *, const rd_kafka_message_t *,
-                                                   void *));
 
 static struct {
 	int producers; /* rd_kafka_new calls for producers */
-	bool capture;  /* the next delivery callback set is the publisher's */
 	int reports, fatal_at;
-	void (*real_report)(rd_kafka_t *, const rd_kafka_message_t *, void *);
 } f;
 
 rd_kafka_t *__wrap_rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
@@ -61,21 +54,10 @@ static void report(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 		    RD_KAFKA_RESP_ERR_NO_ERROR);
 
 		failed.err = RD_KAFKA_RESP_ERR__FATAL;
-		f.real_report(rk, &failed, opaque);
+		drwrap_real(rk, &failed, opaque);
 		return;
 	}
-	f.real_report(rk, rkm, opaque);
-}
-
-void __wrap_rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
-                                        void (*cb)(rd_kafka_t *, const rd_kafka_message_t *,
-                                                   void *))
-{
-	if (f.capture) {
-		f.real_report = cb;
-		cb = report;
-	}
-	__real_rd_kafka_conf_set_dr_msg_cb(conf, cb);
+	drwrap_real(rk, rkm, opaque);
 }
 
 static long long unsent(PGconn *conn, const char *schema)
@@ -118,9 +100,10 @@ static void test_new_producer_after_fatal_error(void **state)
 	                                    .retention_ms = 7LL * 86400 * 1000,
 	                                    .db_retry_max_ms = 1000};
 	int before = f.producers;
-	f.capture = true;
+	drwrap_hook = report;
+	drwrap_capture = true;
 	struct publisher *p = publisher_new(&opts, conf, errstr, sizeof(errstr));
-	f.capture = false;
+	drwrap_capture = false;
 	if (p == NULL)
 		fail_msg("publisher_new: %s", errstr);
 	f.fatal_at = 1;
