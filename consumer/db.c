@@ -2,6 +2,7 @@
 
 #include "migrate.h"
 #include "pgbuf.h"
+#include "pgconn.h"
 #include "publisher.h"
 #include "seen.h"
 #include "trigger.h"
@@ -200,6 +201,12 @@ enum db_status db_classify(const char *sqlstate)
 		return DB_RECONNECT;
 	/* admin_shutdown, crash_shutdown, cannot_connect_now: the server restarts. */
 	if (strncmp(sqlstate, "57P", 3) == 0)
+		return DB_RECONNECT;
+	/*
+	 * read_only_sql_transaction: this server was the primary and is a
+	 * standby now (a failover); the new primary is another connection away.
+	 */
+	if (strcmp(sqlstate, "25006") == 0)
 		return DB_RECONNECT;
 	if (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0 ||
 	    strcmp(sqlstate, "55P03") == 0 || strncmp(sqlstate, "53", 2) == 0)
@@ -406,7 +413,7 @@ enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
 	 */
 	if (db->seen)
 		seen_clear(db->seen);
-	db->conn = PQconnectdb(db->conninfo);
+	db->conn = pgconn_open(db->conninfo, "feedback-consumer", true);
 	if (PQstatus(db->conn) != CONNECTION_OK) {
 		/*
 		 * The string parsed when the configuration was read (config.c), so

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "mockcluster.h"
+#include "pgconn.h"
 #include "publisher.h"
 #include "report.h"
 #include "triggerread.h"
@@ -148,9 +149,9 @@ static void usage(FILE *out)
 	config_print_help(out);
 }
 
-static PGconn *connect_db(const struct config *cfg)
+static PGconn *connect_db(const struct config *cfg, const char *name, bool writer)
 {
-	PGconn *conn = PQconnectdb(config_get(cfg, "database.url"));
+	PGconn *conn = pgconn_open(config_get(cfg, "database.url"), name, writer);
 
 	if (PQstatus(conn) != CONNECTION_OK) {
 		/* Parsed when the configuration was read: host and user, never the password. */
@@ -165,7 +166,7 @@ static int cmd_migrate(const struct config *cfg)
 {
 	const char *schema = config_get(cfg, "database.schema");
 	char errstr[512];
-	PGconn *conn = connect_db(cfg);
+	PGconn *conn = connect_db(cfg, "feedback-consumer migrate", true);
 
 	if (conn == NULL)
 		return EXIT_FAILURE;
@@ -186,7 +187,7 @@ static int cmd_report(const struct config *cfg)
 	const char *from = config_get(cfg, "report.from");
 	const char *to = config_get(cfg, "report.to");
 	char errstr[512];
-	PGconn *conn = connect_db(cfg);
+	PGconn *conn = connect_db(cfg, "feedback-consumer report", false);
 
 	if (conn == NULL)
 		return EXIT_FAILURE;

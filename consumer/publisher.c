@@ -1,6 +1,7 @@
 #include "publisher.h"
 
 #include "log.h"
+#include "pgconn.h"
 
 #include <endian.h>
 #include <inttypes.h>
@@ -40,6 +41,7 @@ struct publisher {
 	_Atomic long long backlog, oldest_age;
 	int64_t next_prune_us, next_backlog_us;
 	bool broker_down;
+	bool read_only; /* the server refused a write: a demoted primary, reconnect */
 	/*
 	 * Claims start after this id while a backlog drains. The sent rows
 	 * leave dead entries at the front of the pending index until vacuum,
@@ -142,13 +144,23 @@ static void pub_disconnect(struct publisher *p)
 	p->conn = NULL;
 }
 
+/* Logs the failure of a statement; notes a server that became read-only (25006). */
+static void pub_failed(struct publisher *p, const PGresult *res, const char *what)
+{
+	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	if (sqlstate != NULL && strcmp(sqlstate, "25006") == 0)
+		p->read_only = true;
+	log_warn("recovery publisher: %s: %s", what, PQerrorMessage(p->conn));
+}
+
 static bool pub_exec_ok(struct publisher *p, const char *sql, const char *what)
 {
 	PGresult *res = PQexec(p->conn, sql);
 	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
 
 	if (!ok)
-		log_warn("recovery publisher: %s: %s", what, PQerrorMessage(p->conn));
+		pub_failed(p, res, what);
 	PQclear(res);
 	return ok;
 }
@@ -187,7 +199,7 @@ static bool pub_connect(struct publisher *p)
 	char sql[300];
 
 	pub_disconnect(p);
-	p->conn = PQconnectdb(p->opts->conninfo);
+	p->conn = pgconn_open(p->opts->conninfo, "feedback-consumer publisher", true);
 	if (PQstatus(p->conn) != CONNECTION_OK) {
 		const char *msg = PQerrorMessage(p->conn);
 		log_warn("recovery publisher cannot connect to postgresql: %.*s",
@@ -266,7 +278,7 @@ static int pub_drain_once(struct publisher *p)
 		return -1;
 	res = PQexecParams(p->conn, claim, 1, NULL, claim_params, NULL, NULL, 1);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_warn("recovery publisher: claiming triggers: %s", PQerrorMessage(p->conn));
+		pub_failed(p, res, "claiming triggers");
 		PQclear(res);
 		return -1;
 	}
@@ -326,8 +338,7 @@ static int pub_drain_once(struct publisher *p)
 		    "UPDATE recovery_outbox SET sent_at = now() WHERE id = ANY($1::int8[])", 1,
 		    NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			log_warn("recovery publisher: marking triggers sent: %s",
-			         PQerrorMessage(p->conn));
+			pub_failed(p, res, "marking triggers sent");
 			PQclear(res);
 			free(ids);
 			return -1;
@@ -473,8 +484,10 @@ static void *pub_main(void *arg)
 		}
 		int rows = pub_drain_once(p);
 		if (rows < 0) {
-			if (PQstatus(p->conn) != CONNECTION_OK) {
+			/* A read-only server is a demoted primary: find the new one. */
+			if (PQstatus(p->conn) != CONNECTION_OK || p->read_only) {
 				pub_disconnect(p);
+				p->read_only = false;
 				continue;
 			}
 			pub_exec_ok(p, "ROLLBACK", "rolling back");

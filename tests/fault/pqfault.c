@@ -10,7 +10,8 @@
 
 #include <cmocka.h>
 
-PGconn *__real_PQconnectdb(const char *conninfo);
+PGconn *__real_PQconnectdbParams(const char *const *keywords, const char *const *values,
+                                 int expand_dbname);
 ConnStatusType __real_PQstatus(const PGconn *conn);
 PGresult *__real_PQexec(PGconn *conn, const char *query);
 PGresult *__real_PQexecParams(PGconn *conn, const char *command, int nParams, const Oid *paramTypes,
@@ -20,7 +21,8 @@ int __real_PQputCopyData(PGconn *conn, const char *buffer, int nbytes);
 int __real_PQputCopyEnd(PGconn *conn, const char *errormsg);
 PGresult *__real_PQgetResult(PGconn *conn);
 
-PGconn *__wrap_PQconnectdb(const char *conninfo);
+PGconn *__wrap_PQconnectdbParams(const char *const *keywords, const char *const *values,
+                                 int expand_dbname);
 ConnStatusType __wrap_PQstatus(const PGconn *conn);
 PGresult *__wrap_PQexec(PGconn *conn, const char *query);
 PGresult *__wrap_PQexecParams(PGconn *conn, const char *command, int nParams, const Oid *paramTypes,
@@ -107,12 +109,17 @@ static PGresult *raise_sqlstate(PGconn *conn)
 	return __real_PQexec(conn, sql);
 }
 
-PGconn *__wrap_PQconnectdb(const char *conninfo)
+PGconn *__wrap_PQconnectdbParams(const char *const *keywords, const char *const *values,
+                                 int expand_dbname)
 {
-	if (fault_now(NULL, "PQconnectdb"))
+	if (fault_now(NULL, "PQconnectdbParams")) {
 		/* Nothing listens on port 1: the connection is refused at once. */
-		return __real_PQconnectdb("host=127.0.0.1 port=1 connect_timeout=5");
-	return __real_PQconnectdb(conninfo);
+		static const char *const k[] = {"host", "port", "connect_timeout", NULL};
+		static const char *const v[] = {"127.0.0.1", "1", "5", NULL};
+
+		return __real_PQconnectdbParams(k, v, 0);
+	}
+	return __real_PQconnectdbParams(keywords, values, expand_dbname);
 }
 
 ConnStatusType __wrap_PQstatus(const PGconn *conn)

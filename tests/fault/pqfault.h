@@ -1,7 +1,7 @@
 /*
  * pqfault.h - failure injection into libpq for the fault tests.
  *
- * A test links with -Wl,--wrap= for PQconnectdb, PQstatus, PQexec,
+ * A test links with -Wl,--wrap= for PQconnectdbParams, PQstatus, PQexec,
  * PQexecParams, PQputCopyData, PQputCopyEnd and PQgetResult. While armed,
  * every call of those is counted; the Nth one fails in the way the kind
  * says, every other call goes to libpq unchanged. Calls are counted in one

@@ -10,6 +10,7 @@
 #include "fault/pqfault.h"
 #include "integration/harness.h"
 #include "migrate.h"
+#include "pgconn.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -814,6 +815,169 @@ static void test_connect(void **state)
 	connect_in_turn(*state, PQFAULT_SQLSTATE, "42501", DB_FATAL);
 }
 
+/* Makes the whole server read-only, and waits until db's session is. */
+static void server_read_only(struct world *w)
+{
+	/* The test's own session keeps writing. */
+	harness_exec(w->conn, "SET default_transaction_read_only = off");
+	harness_exec(w->conn, "ALTER SYSTEM SET default_transaction_read_only = on");
+	harness_exec(w->conn, "SELECT pg_reload_conf()");
+	for (int i = 0; i < 500; i++) {
+		char *value =
+		    harness_query_text(db_conn(w->db), "SHOW default_transaction_read_only");
+		bool done = strcmp(value, "on") == 0;
+
+		free(value);
+		if (done)
+			return;
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	fail_msg("the session never became read-only");
+}
+
+/* Also the teardown of the test that makes it read-only, however that ended. */
+static int server_writable(void **state)
+{
+	struct world *w = *state;
+
+	harness_exec(w->conn, "ALTER SYSTEM RESET default_transaction_read_only");
+	harness_exec(w->conn, "SELECT pg_reload_conf()");
+	harness_exec(w->conn, "RESET default_transaction_read_only");
+	return 0;
+}
+
+/*
+ * A failover, as the old primary sees it: the server takes no writes any
+ * more. The batch must ask for a new session (on this server the write
+ * stays refused however often it is retried), a new session must refuse a
+ * read-only server rather than use it, and once a writable server answers
+ * the batch commits, exactly once.
+ */
+static void test_read_only_server(void **state)
+{
+	struct world *w = *state;
+	char errstr[1024];
+	enum db_status st;
+
+	empty_tables(w);
+	server_read_only(w);
+	st = apply(w, errstr, sizeof(errstr));
+	if (st != DB_RECONNECT)
+		fail_msg("db_apply on a read-only server: %s: %s", db_status_name(st), errstr);
+	assert_non_null(strstr(errstr, "25006"));
+	assert_int_equal(ledger_rows(w->conn, w->schema), 0);
+	st = db_connect(w->db, errstr, sizeof(errstr));
+	if (st != DB_RECONNECT)
+		fail_msg("db_connect to a read-only server: %s: %s", db_status_name(st), errstr);
+	assert_non_null(strstr(errstr, "read-only"));
+	server_writable(state);
+	for (int i = 0; (st = db_connect(w->db, errstr, sizeof(errstr))) != DB_OK && i < 500; i++) {
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	if (st != DB_OK)
+		fail_msg("db_connect once writable: %s: %s", db_status_name(st), errstr);
+	st = apply(w, errstr, sizeof(errstr));
+	if (st != DB_OK)
+		fail_msg("db_apply once writable: %s: %s", db_status_name(st), errstr);
+	assert_figures(w);
+}
+
+/* The value of keyword in conn's options; "" when unset. */
+static char *conn_option(PGconn *conn, const char *keyword)
+{
+	PQconninfoOption *opts = PQconninfo(conn);
+	char *value = NULL;
+
+	assert_non_null(opts);
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, keyword) == 0)
+			value = strdup(o->val ? o->val : "");
+	PQconninfoFree(opts);
+	assert_non_null(value);
+	return value;
+}
+
+static void expect_option(PGconn *conn, const char *keyword, const char *want)
+{
+	char *value = conn_option(conn, keyword);
+
+	if (strcmp(value, want) != 0)
+		fail_msg("%s = \"%s\", expected \"%s\"", keyword, value, want);
+	free(value);
+}
+
+static PGconn *open_ok(const char *conninfo, const char *name, bool writer)
+{
+	PGconn *conn = pgconn_open(conninfo, name, writer);
+
+	if (PQstatus(conn) != CONNECTION_OK)
+		fail_msg("pgconn_open(\"%s\"): %s", conninfo, PQerrorMessage(conn));
+	return conn;
+}
+
+/* pgconn.h: the service's defaults, each giving way to the string and to the PG* variables. */
+static void test_connection_defaults(void **state)
+{
+	PGconn *conn;
+	char *app;
+
+	(void)state;
+	unsetenv("PGTARGETSESSIONATTRS");
+	unsetenv("PGCONNECT_TIMEOUT");
+	unsetenv("PGAPPNAME");
+	conn = open_ok("", "feedback-consumer test", true);
+	expect_option(conn, "target_session_attrs", "read-write");
+	expect_option(conn, "connect_timeout", "10");
+	expect_option(conn, "keepalives_idle", "30");
+	expect_option(conn, "keepalives_interval", "10");
+	expect_option(conn, "keepalives_count", "3");
+	expect_option(conn, "tcp_user_timeout", "60000");
+	app = harness_query_text(conn, "SHOW application_name");
+	assert_string_equal(app, "feedback-consumer test");
+	free(app);
+	PQfinish(conn);
+
+	/* Readers take any server, a standby too. */
+	conn = open_ok("", "feedback-consumer test", false);
+	expect_option(conn, "target_session_attrs", "any");
+	expect_option(conn, "keepalives_idle", "30");
+	PQfinish(conn);
+
+	/* The connection string wins, URI or keywords. */
+	conn = open_ok("target_session_attrs=any keepalives_idle=5 connect_timeout=3 "
+	               "application_name=bi",
+	               "feedback-consumer test", true);
+	expect_option(conn, "target_session_attrs", "any");
+	expect_option(conn, "keepalives_idle", "5");
+	expect_option(conn, "connect_timeout", "3");
+	expect_option(conn, "keepalives_count", "3");
+	app = harness_query_text(conn, "SHOW application_name");
+	assert_string_equal(app, "bi");
+	free(app);
+	PQfinish(conn);
+	conn = open_ok("postgresql://?tcp_user_timeout=1000", "feedback-consumer test", true);
+	expect_option(conn, "tcp_user_timeout", "1000");
+	expect_option(conn, "target_session_attrs", "read-write");
+	PQfinish(conn);
+
+	/* And so do the variables. */
+	setenv("PGTARGETSESSIONATTRS", "any", 1);
+	setenv("PGCONNECT_TIMEOUT", "7", 1);
+	setenv("PGAPPNAME", "ops", 1);
+	conn = open_ok("", "feedback-consumer test", true);
+	expect_option(conn, "target_session_attrs", "any");
+	expect_option(conn, "connect_timeout", "7");
+	app = harness_query_text(conn, "SHOW application_name");
+	assert_string_equal(app, "ops");
+	free(app);
+	PQfinish(conn);
+	unsetenv("PGTARGETSESSIONATTRS");
+	unsetenv("PGCONNECT_TIMEOUT");
+	unsetenv("PGAPPNAME");
+}
+
 /* The contract of db.h and STYLE.md, one SQLSTATE per class. */
 static void test_classify(void **state)
 {
@@ -826,6 +990,7 @@ static void test_classify(void **state)
 	    {"08006", DB_RECONNECT}, /* connection_failure */
 	    {"57P01", DB_RECONNECT}, /* admin_shutdown: the server restarts */
 	    {"57P03", DB_RECONNECT}, /* cannot_connect_now: still starting */
+	    {"25006", DB_RECONNECT}, /* read_only_sql_transaction: a demoted primary */
 	    {"40001", DB_RETRY},     /* serialization_failure */
 	    {"40P01", DB_RETRY},     /* deadlock_detected */
 	    {"55P03", DB_RETRY},     /* lock_not_available */
@@ -873,6 +1038,8 @@ int main(void)
 	    cmocka_unit_test(test_apply_remembers_its_last_commits),
 	    cmocka_unit_test(test_load_offsets),
 	    cmocka_unit_test(test_connect),
+	    cmocka_unit_test_teardown(test_read_only_server, server_writable),
+	    cmocka_unit_test(test_connection_defaults),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

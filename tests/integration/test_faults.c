@@ -875,6 +875,58 @@ static void test_late_outbox_row_is_sent(void **state)
 	free(schema);
 }
 
+/* Undoes test_postgres_read_only's server setting, however that test ended. */
+static int server_writable(void **state)
+{
+	struct world *w = *state;
+
+	harness_exec(w->conn, "ALTER SYSTEM RESET default_transaction_read_only");
+	harness_exec(w->conn, "SELECT pg_reload_conf()");
+	harness_exec(w->conn, "RESET default_transaction_read_only");
+	return 0;
+}
+
+/*
+ * A failover, as the old primary sees it: mid-stream the server stops
+ * taking writes. The consumer and the publisher must both leave the
+ * session (a retry there would fail for ever), refuse the read-only server
+ * when they connect again, and go on once a writable one answers: every
+ * event counted once, every trigger sent.
+ */
+static void test_postgres_read_only(void **state)
+{
+	struct world *w = *state;
+	char *schema = harness_fresh_schema(w->conn, "fc_ro");
+	char log[] = "/tmp/fc-ro-XXXXXX";
+	const char *const extra[] = {"--batch.max.events=20", "--database.retry.max=1s",
+	                             "--topic.dlq=feedback.dlq.ro",
+	                             "--topic.recovery=feedback.recovery.ro", NULL};
+	long long before;
+
+	temp_log(log);
+	fx_migrate(w->conn, schema);
+	pid_t pid = track(fx_consumer_start_logged(&w->k, schema, "g-ro", extra, log));
+	before = wait_offsets_above(w->conn, schema, "g-ro", w->gen.messages / 10, 120000);
+	assert_true(before < w->gen.messages);
+	/* The test's own session keeps writing. */
+	harness_exec(w->conn, "SET default_transaction_read_only = off");
+	harness_exec(w->conn, "ALTER SYSTEM SET default_transaction_read_only = on");
+	harness_exec(w->conn, "SELECT pg_reload_conf()");
+	wait_log(log, "(sqlstate 25006)", 1, 30000);
+	wait_log(log, "recovery publisher cannot connect to postgresql", 1, 30000);
+	/* The consumer's new session and the publisher's, both refused. */
+	wait_log(log, "session is read-only", 2, 30000);
+	server_writable(state);
+	fx_wait_offsets(w->conn, schema, "g-ro", w->gen.messages, 180000);
+	wait_unsent(w->conn, schema, 0, 60000);
+	assert_true(running(pid));
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 30000), 0);
+	assert_exact(w, schema, "g-ro");
+	unlink(log);
+	harness_drop_schema(w->conn, schema);
+	free(schema);
+}
+
 /*
  * A prefetch queue of 1 KiB, exceeded by every fetch: librdkafka 2.0 then
  * stops fetching for up to a second each time, unless the consumer wakes
@@ -1026,6 +1078,7 @@ int main(void)
 	    cmocka_unit_test(test_late_outbox_row_is_sent),
 	    cmocka_unit_test(test_postgres_restart_mid_stream),
 	    cmocka_unit_test(test_postgres_down_at_start),
+	    cmocka_unit_test_teardown(test_postgres_read_only, server_writable),
 	    cmocka_unit_test(test_probes_follow_postgres),
 	};
 
