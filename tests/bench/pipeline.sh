@@ -9,6 +9,9 @@
 #     turn; rows of the other build are named CASE@base; then the medians' ratios)
 #   BENCH_PROFILE=1 tests/bench/pipeline.sh 500000 agents100
 #     (after each case, PostgreSQL's statements by time: pg_stat_statements)
+#   BENCH_INITDB="--locale-provider=icu --icu-locale=en-US" tests/bench/pipeline.sh
+#     (options of the throwaway cluster's initdb: here the collation of most
+#     production databases instead of C.UTF-8)
 #
 # For each case it starts a fresh embedded Kafka, produces a backlog of
 # realistic events (four channels, 16 partitions each, 1 % re-sent
@@ -60,7 +63,9 @@ if [ "${1:-}" != "--inside" ]; then
   cmake --build build/release -j"$(nproc)" --target feedback-consumer feedgen >/dev/null
   profile=()
   [ -z "${BENCH_PROFILE:-}" ] || profile=(-o shared_preload_libraries=pg_stat_statements)
-  exec pg_virtualenv -t -v 15 "${profile[@]}" "$PWD/tests/bench/pipeline.sh" --inside "$@"
+  initdb=()
+  [ -z "${BENCH_INITDB:-}" ] || initdb=(-i "$BENCH_INITDB")
+  exec pg_virtualenv -t -v 15 "${profile[@]}" "${initdb[@]}" "$PWD/tests/bench/pipeline.sh" --inside "$@"
 fi
 shift
 base=${1:-500000}
@@ -247,7 +252,9 @@ run_case() {
     }' | tee -a "$work/results"
 }
 
-echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores; backlog $base events; consumer flags: ${BENCH_CONSUMER_FLAGS:-(defaults)}"
+collation=$(psql -Atc "SELECT CASE datlocprovider WHEN 'i' THEN 'ICU ' || daticulocale ELSE datcollate END
+  FROM pg_database WHERE datname = current_database()")
+echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores, collation $collation; backlog $base events; consumer flags: ${BENCH_CONSUMER_FLAGS:-(defaults)}"
 printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s %7s %8s %8s\n" case events agents seconds events/s \
   steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal% first_s wal_B/ev kafka_s/M
 this_bin=$bin

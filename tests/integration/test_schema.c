@@ -326,6 +326,33 @@ static void expect_columns(PGconn *conn, const char *table, const char *want)
 	expect_text(conn, sql, want);
 }
 
+/* The collation of table.column in the search path's schema. */
+static void expect_collation(PGconn *conn, const char *table, const char *column, const char *want)
+{
+	char sql[512];
+
+	snprintf(
+	    sql, sizeof(sql),
+	    "SELECT c.collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+	    "WHERE a.attrelid = '%s'::regclass AND a.attname = '%s'",
+	    table, column);
+	expect_text(conn, sql, want);
+}
+
+/*
+ * Ids are opaque: the keys that grow without end compare them as bytes
+ * (006), whatever the database's collation; the ledger, with no index on
+ * them, keeps the database's.
+ */
+static void test_id_collation(void **state)
+{
+	struct fixture *f = *state;
+
+	expect_collation(f->conn, "event_ids", "event_id", "C");
+	expect_collation(f->conn, "recovery_state", "customer_id", "C");
+	expect_collation(f->conn, "ledger", "event_id", "default");
+}
+
 static void test_column_order(void **state)
 {
 	struct fixture *f = *state;
@@ -744,6 +771,17 @@ static void test_event_ids_from_an_older_ledger(void **state)
 	                                            " AND contype = 'p'"),
 	                 0);
 	assert_int_equal(harness_query_int(f->conn, "SELECT count(*) FROM ledger"), 3);
+	/* 006 on top: the same ids, compared as bytes, the key still a key. */
+	expect_collation(f->conn, "event_ids", "event_id", "C");
+	expect_text(f->conn,
+	            "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM event_ids "
+	            "WHERE event_id IN ('e-1', 'e-2')",
+	            "e-1,e-2");
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO \"%s\".event_ids VALUES ('e-2', '2101-01-15 11:00+00')", f->schema);
+	PGresult *res = PQexec(f->conn, sql);
+	assert_string_equal(PQresultErrorField(res, PG_DIAG_SQLSTATE), "23505");
+	PQclear(res);
 }
 
 int main(void)
@@ -757,6 +795,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_concurrent_migrations_serialise, setup_fresh,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_column_order, setup_migrated, teardown),
+	    cmocka_unit_test_setup_teardown(test_id_collation, setup_migrated, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_indexes, setup_migrated, teardown),
 	    cmocka_unit_test_setup_teardown(test_table_rules, setup_migrated, teardown),
 	    cmocka_unit_test_setup_teardown(test_channel_kpi_rates, setup_migrated, teardown),
