@@ -818,10 +818,7 @@ static void test_connect(void **state)
 /* Makes the whole server read-only, and waits until db's session is. */
 static void server_read_only(struct world *w)
 {
-	/* The test's own session keeps writing. */
-	harness_exec(w->conn, "SET default_transaction_read_only = off");
-	harness_exec(w->conn, "ALTER SYSTEM SET default_transaction_read_only = on");
-	harness_exec(w->conn, "SELECT pg_reload_conf()");
+	harness_server_read_only(w->conn, true);
 	for (int i = 0; i < 500; i++) {
 		char *value =
 		    harness_query_text(db_conn(w->db), "SHOW default_transaction_read_only");
@@ -839,11 +836,7 @@ static void server_read_only(struct world *w)
 /* Also the teardown of the test that makes it read-only, however that ended. */
 static int server_writable(void **state)
 {
-	struct world *w = *state;
-
-	harness_exec(w->conn, "ALTER SYSTEM RESET default_transaction_read_only");
-	harness_exec(w->conn, "SELECT pg_reload_conf()");
-	harness_exec(w->conn, "RESET default_transaction_read_only");
+	harness_server_read_only(((struct world *)*state)->conn, false);
 	return 0;
 }
 
@@ -908,6 +901,22 @@ static void expect_option(PGconn *conn, const char *keyword, const char *want)
 	free(value);
 }
 
+/* The PG* variables that pgconn.h's defaults give way to. */
+static void unset_variables(void)
+{
+	unsetenv("PGTARGETSESSIONATTRS");
+	unsetenv("PGCONNECT_TIMEOUT");
+	unsetenv("PGAPPNAME");
+}
+
+static void expect_application_name(PGconn *conn, const char *want)
+{
+	char *app = harness_query_text(conn, "SHOW application_name");
+
+	assert_string_equal(app, want);
+	free(app);
+}
+
 static PGconn *open_ok(const char *conninfo, const char *name, bool writer)
 {
 	PGconn *conn = pgconn_open(conninfo, name, writer);
@@ -921,12 +930,9 @@ static PGconn *open_ok(const char *conninfo, const char *name, bool writer)
 static void test_connection_defaults(void **state)
 {
 	PGconn *conn;
-	char *app;
 
 	(void)state;
-	unsetenv("PGTARGETSESSIONATTRS");
-	unsetenv("PGCONNECT_TIMEOUT");
-	unsetenv("PGAPPNAME");
+	unset_variables();
 	conn = open_ok("", "feedback-consumer test", true);
 	expect_option(conn, "target_session_attrs", "read-write");
 	expect_option(conn, "connect_timeout", "10");
@@ -934,9 +940,7 @@ static void test_connection_defaults(void **state)
 	expect_option(conn, "keepalives_interval", "10");
 	expect_option(conn, "keepalives_count", "3");
 	expect_option(conn, "tcp_user_timeout", "60000");
-	app = harness_query_text(conn, "SHOW application_name");
-	assert_string_equal(app, "feedback-consumer test");
-	free(app);
+	expect_application_name(conn, "feedback-consumer test");
 	PQfinish(conn);
 
 	/* Readers take any server, a standby too. */
@@ -953,9 +957,7 @@ static void test_connection_defaults(void **state)
 	expect_option(conn, "keepalives_idle", "5");
 	expect_option(conn, "connect_timeout", "3");
 	expect_option(conn, "keepalives_count", "3");
-	app = harness_query_text(conn, "SHOW application_name");
-	assert_string_equal(app, "bi");
-	free(app);
+	expect_application_name(conn, "bi");
 	PQfinish(conn);
 	conn = open_ok("postgresql://?tcp_user_timeout=1000", "feedback-consumer test", true);
 	expect_option(conn, "tcp_user_timeout", "1000");
@@ -969,13 +971,9 @@ static void test_connection_defaults(void **state)
 	conn = open_ok("", "feedback-consumer test", true);
 	expect_option(conn, "target_session_attrs", "any");
 	expect_option(conn, "connect_timeout", "7");
-	app = harness_query_text(conn, "SHOW application_name");
-	assert_string_equal(app, "ops");
-	free(app);
+	expect_application_name(conn, "ops");
 	PQfinish(conn);
-	unsetenv("PGTARGETSESSIONATTRS");
-	unsetenv("PGCONNECT_TIMEOUT");
-	unsetenv("PGAPPNAME");
+	unset_variables();
 }
 
 /* The contract of db.h and STYLE.md, one SQLSTATE per class. */

@@ -112,6 +112,19 @@ void harness_exec(PGconn *conn, const char *sql)
 	PQclear(res);
 }
 
+void harness_server_read_only(PGconn *conn, bool on)
+{
+	if (on) {
+		harness_exec(conn, "SET default_transaction_read_only = off");
+		harness_exec(conn, "ALTER SYSTEM SET default_transaction_read_only = on");
+		harness_exec(conn, "SELECT pg_reload_conf()");
+	} else {
+		harness_exec(conn, "ALTER SYSTEM RESET default_transaction_read_only");
+		harness_exec(conn, "SELECT pg_reload_conf()");
+		harness_exec(conn, "RESET default_transaction_read_only");
+	}
+}
+
 long long harness_query_int(PGconn *conn, const char *sql)
 {
 	PGresult *res = pg_query_one(conn, sql);

@@ -10,6 +10,7 @@
 #define FC_TEST_HARNESS_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 
 /* --- PostgreSQL ---------------------------------------------------------- */
 
@@ -36,6 +37,14 @@ void harness_exec(PGconn *conn, const char *sql);
 
 /* The single value of a one-row, one-column query, which must not be NULL. */
 long long harness_query_int(PGconn *conn, const char *sql);
+
+/*
+ * Makes the whole server read-only (default_transaction_read_only, as a
+ * demoted primary is after a failover) or writable again. conn's own
+ * session stays writable meanwhile; sessions see the change at their next
+ * statement after the reload reaches them.
+ */
+void harness_server_read_only(PGconn *conn, bool on);
 
 /* The single value of a one-row, one-column query: a malloc'd copy the
  * caller frees, or NULL for SQL NULL. */

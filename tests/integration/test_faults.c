@@ -315,6 +315,22 @@ static int teardown(void **state)
 	return 0;
 }
 
+/*
+ * Migrates schema, starts a consumer of group logging to a new temporary
+ * log, and returns once it has committed a tenth of the messages, not all.
+ */
+static pid_t start_mid_stream(struct world *w, const char *schema, const char *group,
+                              const char *const *extra, char *log)
+{
+	temp_log(log);
+	fx_migrate(w->conn, schema);
+	pid_t pid = track(fx_consumer_start_logged(&w->k, schema, group, extra, log));
+	long long before = wait_offsets_above(w->conn, schema, group, w->gen.messages / 10, 120000);
+
+	assert_true(before < w->gen.messages);
+	return pid;
+}
+
 static void test_postgres_restart_mid_stream(void **state)
 {
 	struct world *w = *state;
@@ -322,13 +338,7 @@ static void test_postgres_restart_mid_stream(void **state)
 	char log[] = "/tmp/fc-pgr-XXXXXX";
 	/* Small batches, many transactions: the restart lands in the middle. */
 	const char *const extra[] = {"--batch.max.events=20", "--database.retry.max=1s", NULL};
-	long long before;
-
-	temp_log(log);
-	fx_migrate(w->conn, schema);
-	pid_t pid = track(fx_consumer_start_logged(&w->k, schema, "g-pgr", extra, log));
-	before = wait_offsets_above(w->conn, schema, "g-pgr", w->gen.messages / 10, 120000);
-	assert_true(before < w->gen.messages);
+	pid_t pid = start_mid_stream(w, schema, "g-pgr", extra, log);
 	pg_cluster(w, "restart");
 	pg_reconnect(w);
 	fx_wait_offsets(w->conn, schema, "g-pgr", w->gen.messages, 180000);
@@ -878,11 +888,7 @@ static void test_late_outbox_row_is_sent(void **state)
 /* Undoes test_postgres_read_only's server setting, however that test ended. */
 static int server_writable(void **state)
 {
-	struct world *w = *state;
-
-	harness_exec(w->conn, "ALTER SYSTEM RESET default_transaction_read_only");
-	harness_exec(w->conn, "SELECT pg_reload_conf()");
-	harness_exec(w->conn, "RESET default_transaction_read_only");
+	harness_server_read_only(((struct world *)*state)->conn, false);
 	return 0;
 }
 
@@ -901,17 +907,8 @@ static void test_postgres_read_only(void **state)
 	const char *const extra[] = {"--batch.max.events=20", "--database.retry.max=1s",
 	                             "--topic.dlq=feedback.dlq.ro",
 	                             "--topic.recovery=feedback.recovery.ro", NULL};
-	long long before;
-
-	temp_log(log);
-	fx_migrate(w->conn, schema);
-	pid_t pid = track(fx_consumer_start_logged(&w->k, schema, "g-ro", extra, log));
-	before = wait_offsets_above(w->conn, schema, "g-ro", w->gen.messages / 10, 120000);
-	assert_true(before < w->gen.messages);
-	/* The test's own session keeps writing. */
-	harness_exec(w->conn, "SET default_transaction_read_only = off");
-	harness_exec(w->conn, "ALTER SYSTEM SET default_transaction_read_only = on");
-	harness_exec(w->conn, "SELECT pg_reload_conf()");
+	pid_t pid = start_mid_stream(w, schema, "g-ro", extra, log);
+	harness_server_read_only(w->conn, true);
 	wait_log(log, "(sqlstate 25006)", 1, 30000);
 	wait_log(log, "recovery publisher cannot connect to postgresql", 1, 30000);
 	/* The consumer's new session and the publisher's, both refused. */
