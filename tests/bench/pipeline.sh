@@ -8,7 +8,8 @@
 #     (each case BENCH_ROUNDS times, default 3, the other build and this one in
 #     turn; rows of the other build are named CASE@base; then the medians' ratios)
 #   BENCH_PROFILE=1 tests/bench/pipeline.sh 500000 agents100
-#     (after each case, PostgreSQL's statements by time: pg_stat_statements)
+#     (after each case, PostgreSQL's statements by time: pg_stat_statements;
+#     and each table's rows updated, of them HOT, and deleted)
 #   BENCH_INITDB="--locale-provider=icu --icu-locale=en-US" tests/bench/pipeline.sh
 #     (options of the throwaway cluster's initdb: here the collation of most
 #     production databases instead of C.UTF-8)
@@ -120,6 +121,9 @@ profile_case() {
   echo "$1: calls, rows, ms, statement"
   psql -AtF ' ' -c "SELECT calls, rows, round(total_exec_time), left(regexp_replace(query, '\s+', ' ', 'g'), 90)
     FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 15"
+  echo "$1: table, rows updated, of them HOT (no index touched), deleted"
+  psql -AtF ' ' -c "SELECT relname, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables
+    WHERE n_tup_upd + n_tup_del > 0 ORDER BY n_tup_upd DESC"
 }
 
 # run_case NAME EVENTS AGENTS REPLICAS WORKERS [FLAGS]: prints one line of figures.
@@ -144,7 +148,7 @@ run_case() {
   [ -n "${live:-}" ] || { produce; total=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$work/produced"); }
 
   local t0 t1 tf="" stored=0 first=0 j0 j1 jf="" wal kcpu producer
-  [ -z "${BENCH_PROFILE:-}" ] || sql "SELECT count(*) FROM pg_stat_statements_reset()"
+  [ -z "${BENCH_PROFILE:-}" ] || sql "SELECT count(*) FROM pg_stat_statements_reset(), pg_stat_reset()"
   sql "SELECT pg_current_wal_insert_lsn()"
   wal=$REPLY
   # the embedded Kafka's CPU seconds while the consumer runs

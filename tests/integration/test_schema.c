@@ -353,6 +353,21 @@ static void test_id_collation(void **state)
 	expect_collation(f->conn, "ledger", "event_id", "default");
 }
 
+/* Room for HOT updates (001, and 007 for agent rows); the ids' key and the ledger fill up. */
+static void test_fill_factors(void **state)
+{
+	struct fixture *f = *state;
+
+	expect_text(
+	    f->conn,
+	    "SELECT string_agg(relname || ' ' || coalesce(array_to_string(reloptions, ','), "
+	    "'-'), '; ' ORDER BY relname) FROM pg_class WHERE relnamespace = "
+	    "current_schema()::regnamespace AND relname IN ('agent_agg', 'channel_agg', "
+	    "'event_ids', 'ledger_default')",
+	    "agent_agg fillfactor=50; channel_agg fillfactor=80; event_ids -; "
+	    "ledger_default -");
+}
+
 static void test_column_order(void **state)
 {
 	struct fixture *f = *state;
@@ -796,6 +811,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_column_order, setup_migrated, teardown),
 	    cmocka_unit_test_setup_teardown(test_id_collation, setup_migrated, teardown),
+	    cmocka_unit_test_setup_teardown(test_fill_factors, setup_migrated, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_indexes, setup_migrated, teardown),
 	    cmocka_unit_test_setup_teardown(test_table_rules, setup_migrated, teardown),
 	    cmocka_unit_test_setup_teardown(test_channel_kpi_rates, setup_migrated, teardown),
