@@ -1,5 +1,6 @@
 #include "publisher.h"
 
+#include "db.h"
 #include "log.h"
 #include "pgconn.h"
 
@@ -41,7 +42,7 @@ struct publisher {
 	_Atomic long long backlog, oldest_age;
 	int64_t next_prune_us, next_backlog_us;
 	bool broker_down;
-	bool read_only; /* the server refused a write: a demoted primary, reconnect */
+	bool reconnect; /* the last error asks for a new session (db_classify) */
 	/*
 	 * Claims start after this id while a backlog drains. The sent rows
 	 * leave dead entries at the front of the pending index until vacuum,
@@ -144,13 +145,15 @@ static void pub_disconnect(struct publisher *p)
 	p->conn = NULL;
 }
 
-/* Logs the failure of a statement; notes a server that became read-only (25006). */
+/*
+ * Logs the failure of a statement, and notes one that asks for a new
+ * session, as the consumer's do: a server read-only after a failover, one
+ * that shuts down.
+ */
 static void pub_failed(struct publisher *p, const PGresult *res, const char *what)
 {
-	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-	if (sqlstate != NULL && strcmp(sqlstate, "25006") == 0)
-		p->read_only = true;
+	if (db_classify(PQresultErrorField(res, PG_DIAG_SQLSTATE)) == DB_RECONNECT)
+		p->reconnect = true;
 	log_warn("recovery publisher: %s: %s", what, PQerrorMessage(p->conn));
 }
 
@@ -484,10 +487,9 @@ static void *pub_main(void *arg)
 		}
 		int rows = pub_drain_once(p);
 		if (rows < 0) {
-			/* A read-only server is a demoted primary: find the new one. */
-			if (PQstatus(p->conn) != CONNECTION_OK || p->read_only) {
+			if (PQstatus(p->conn) != CONNECTION_OK || p->reconnect) {
 				pub_disconnect(p);
-				p->read_only = false;
+				p->reconnect = false;
 				continue;
 			}
 			pub_exec_ok(p, "ROLLBACK", "rolling back");
