@@ -407,10 +407,12 @@ enum decode_result decode_event(const void *value, size_t len, enum channel topi
 	}
 	if (m->contact) {
 		int o = (int)m->contact->outcome;
-		if (o < OUTCOME_ANSWERED || o > OUTCOME_SELF_SERVICE)
-			return fail(
-			    errmsg, errmsg_size, DECODE_INVALID_OUTCOME,
-			    "'contact.outcome' %d is not answered, abandoned or self-service", o);
+		/* 0: not given. The contact is offered, with none of the three outcomes. */
+		if (o < OUTCOME_NONE || o > OUTCOME_SELF_SERVICE)
+			return fail(errmsg, errmsg_size, DECODE_INVALID_OUTCOME,
+			            "'contact.outcome' %d is none of 1 answered, 2 abandoned, "
+			            "3 self-service and 0 not given",
+			            o);
 		if (m->contact->wait_seconds > MAX_DURATION_S)
 			return fail(
 			    errmsg, errmsg_size, DECODE_INVALID_DURATION,

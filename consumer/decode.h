@@ -40,9 +40,9 @@ enum decode_result {
 	DECODE_INVALID_SCALE,          /* "invalid_scale" */
 	DECODE_INVALID_SCORE,          /* "invalid_score": outside its scale */
 	DECODE_INVALID_RESOLUTION,     /* "invalid_resolution": unknown FCR value */
-	DECODE_INVALID_OUTCOME,        /* "invalid_outcome": unknown or unset outcome */
+	DECODE_INVALID_OUTCOME,        /* "invalid_outcome": unknown outcome value */
 	DECODE_NO_CONTENT,             /* "no_content": no rating, contact or FCR */
-	DECODE_INVALID_DURATION,       /* "invalid_duration": wait or handle time over a week */
+	DECODE_INVALID_DURATION,       /* "invalid_duration": over the ledger's 2^31-1 s */
 	DECODE_RESULT_COUNT
 };
 

@@ -126,7 +126,7 @@ size_t fx_pack(const struct fx_event *e, uint8_t *buf, size_t size)
 	ev.n_ratings = (size_t)e->n_ratings;
 	ev.ratings = rp;
 	if (e->outcome) {
-		contact.outcome = (Feedback__V1__ContactOutcome)e->outcome;
+		contact.outcome = (Feedback__V1__ContactOutcome)(e->outcome > 0 ? e->outcome : 0);
 		contact.wait_seconds = e->wait;
 		contact.handle_seconds = e->handle;
 		ev.contact = &contact;

@@ -37,6 +37,8 @@ struct fx_rating {
 	bool inverted;
 };
 
+#define FX_NO_OUTCOME (-1)
+
 struct fx_event {
 	const char *id;
 	const char *at; /* UTC, "YYYY-MM-DDTHH:MM:SS[.ffffff]" */
@@ -44,7 +46,7 @@ struct fx_event {
 	const char *customer, *agent, *comment;
 	struct fx_rating r[3];
 	int n_ratings;
-	int outcome; /* 0 = no contact block */
+	int outcome; /* 0 = no contact block; FX_NO_OUTCOME = a block without one */
 	unsigned wait, handle;
 	int fcr;
 };

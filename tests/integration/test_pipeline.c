@@ -22,7 +22,7 @@ enum { ANSWERED = 1, ABANDONED = 2, SELF_SERVICE = 3 };
 
 /*
  * Buckets B1 = 2026-11-20 10:00 and B2 = 10:15 UTC. The first delivery of
- * the set is 17 messages: 13 distinct valid events, e1 once more on another
+ * the set is 18 messages: 14 distinct valid events, e1 once more on another
  * partition, and 3 malformed messages.
  */
 static const struct fx_event e1 = {.id = "sms-1",
@@ -87,6 +87,14 @@ static const struct fx_event e12 = {.id = "social-2",
                                     .agent = "a3",
                                     .r = {{CSAT, 1, 0, 0, false}},
                                     .n_ratings = 1};
+/* A contact block without its outcome (not given): offered, and its rating counts. */
+static const struct fx_event e14 = {.id = "phone-5",
+                                    .at = "2026-11-20T10:25:00",
+                                    .r = {{CSAT, 4, 0, 0, false}},
+                                    .n_ratings = 1,
+                                    .outcome = FX_NO_OUTCOME,
+                                    .wait = 40,
+                                    .handle = 100};
 /* Sent in Confluent framing. */
 static const struct fx_event e13 = {
     .id = "social-3", .at = "2026-11-20T10:09:00", .r = {{CSAT, 5, 0, 0, false}}, .n_ratings = 1};
@@ -96,7 +104,7 @@ static const struct fx_event bad_score = {
 static const struct fx_event bad_channel = {
     .id = "phone-bad", .at = "2026-11-20T10:05:00", .channel = 1, .outcome = ANSWERED, .wait = 1};
 
-#define FIXED_MESSAGES 17
+#define FIXED_MESSAGES 18
 
 struct placed {
 	int topic;
@@ -107,7 +115,7 @@ struct placed {
 static const struct placed fixed_set[] = {
     {0, 0, &e1}, {0, 1, &e2},  {0, 2, &e3},  {0, 3, &e1}, /* e1 again: a producer retry */
     {1, 0, &e4}, {1, 1, &e5},  {1, 2, &e6},  {2, 0, &e7},  {2, 1, &e8},
-    {2, 2, &e9}, {2, 3, &e10}, {3, 0, &e11}, {3, 1, &e12},
+    {2, 2, &e9}, {2, 3, &e10}, {2, 3, &e14}, {3, 0, &e11}, {3, 1, &e12},
 };
 
 static void produce_fixed_set(struct fx_kafka *k)
@@ -215,11 +223,16 @@ static void assert_fixed_figures(PGconn *conn, const char *schema)
 	 */
 	expect_row(conn, schema, rates_sql, "channel_kpi", B1 " AND channel = 'phone'",
 	           "- - 4.0000 50.0000 50.0000 0.6667 0.3333 33.3333 75.0000 450.0000 0.0000");
-	/* e10: self-service, CES 3 on 1-5 (moderate: neither high nor low). */
+	/*
+	 * e10: self-service, CES 3 on 1-5 (moderate: neither high nor low); e14
+	 * CSAT 4 (75 points, satisfied), offered with no outcome: 2 offered,
+	 * 1 self-service, no wait or handle time in any sum.
+	 */
 	expect_row(conn, schema, counts_sql, "channel_kpi", B2 " AND channel = 'phone'",
-	           "0 0 0.0000 0 0 0 0 1 3 0 0 0 0 1 0 0 1 0 0 0 0");
+	           "1 1 75.0000 0 0 0 0 1 3 0 0 0 0 2 0 0 1 0 0 0 0");
+	/* CSAT 1/1; answer, abandon and SL 0/2; self-service 1/2. */
 	expect_row(conn, schema, rates_sql, "channel_kpi", B2 " AND channel = 'phone'",
-	           "- - 3.0000 0.0000 - 0.0000 0.0000 0.0000 - - 1.0000");
+	           "100.0000 - 3.0000 0.0000 - 0.0000 0.0000 0.0000 - - 0.5000");
 	/* e11 CSAT 3 (50 points), e12 1 (0, negative), e13 framed 5 (100, satisfied). */
 	expect_row(conn, schema, counts_sql, "channel_kpi", B1 " AND channel = 'social'",
 	           "3 1 150.0000 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 1");
@@ -250,7 +263,13 @@ static void assert_fixed_figures(PGconn *conn, const char *schema)
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".agent_kpi", schema);
 	assert_int_equal(harness_query_int(conn, sql), 6);
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".ledger", schema);
-	assert_int_equal(harness_query_int(conn, sql), 13);
+	assert_int_equal(harness_query_int(conn, sql), 14);
+	/* The ledger keeps the contact of e14, outcome 0 (not given). */
+	snprintf(sql, sizeof(sql),
+	         "SELECT contact_outcome * 1000000 + wait_seconds * 1000 + handle_seconds "
+	         "FROM \"%s\".ledger WHERE event_id = 'phone-5'",
+	         schema);
+	assert_int_equal(harness_query_int(conn, sql), 40100);
 }
 
 struct dead_letter {

@@ -899,9 +899,13 @@ static void test_contact(void **state)
 	set_contact(OUTCOME_SELF_SERVICE, 0, 0);
 	assert_ok(decode_msg());
 	assert_int_equal(ev.outcome, OUTCOME_SELF_SERVICE);
-	/* An empty contact block: outcome not given. */
-	set_contact(0, 10, 10);
-	assert_reject(decode_msg(), "invalid_outcome", "'contact.outcome'");
+	/* Outcome not given (the enum's 0): a contact all the same, offered with no outcome. */
+	set_contact(0, 10, 20);
+	assert_ok(decode_msg());
+	assert_true(ev.has_contact);
+	assert_int_equal(ev.outcome, OUTCOME_NONE);
+	assert_int_equal(ev.wait_seconds, 10);
+	assert_int_equal(ev.handle_seconds, 20);
 	set_contact(4, 10, 10);
 	assert_reject(decode_msg(), "invalid_outcome", "'contact.outcome' 4");
 	set_contact(-2, 10, 10);
@@ -1208,7 +1212,7 @@ static void check_decoded_event(enum channel topic)
 	}
 	assert_in_range(ev.fcr, FCR_NOT_ASKED, FCR_UNRESOLVED);
 	if (ev.has_contact)
-		assert_in_range(ev.outcome, OUTCOME_ANSWERED, OUTCOME_SELF_SERVICE);
+		assert_in_range(ev.outcome, OUTCOME_NONE, OUTCOME_SELF_SERVICE);
 	assert_true(ev.csat.present || ev.nps.present || ev.ces.present || ev.has_contact ||
 	            ev.fcr != FCR_NOT_ASKED);
 }

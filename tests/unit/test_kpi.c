@@ -384,6 +384,16 @@ static void test_count_contact(void **state)
 	assert_int_equal(c.answered_within_sl, 0);
 	assert_int_equal(c.handle_seconds, 0);
 
+	/* Outcome not given: offered, and nothing else; its times add to no sum. */
+	c = count_contact(OUTCOME_NONE, 10, 40, &p);
+	assert_int_equal(c.offered, 1);
+	assert_int_equal(c.answered, 0);
+	assert_int_equal(c.abandoned, 0);
+	assert_int_equal(c.self_service, 0);
+	assert_int_equal(c.answered_within_sl, 0);
+	assert_int_equal(c.wait_seconds_answered, 0);
+	assert_int_equal(c.handle_seconds, 0);
+
 	/* A 20 s target moves the boundary. */
 	p.service_level_seconds = 20;
 	c = count_contact(OUTCOME_ANSWERED, 20, 0, &p);
