@@ -5,8 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define Z95          1.959963984540054
+/* KPI.md's constant, so that every report of the same counts prints the same bounds. */
+#define Z95          1.96
 #define SMALL_SAMPLE 30
+
+/* Bounds within [lo, hi]: rounding must not print -0.0 %, nor the formula an NPS over 100. */
+static struct interval clamped(double a, double b, double lo, double hi)
+{
+	return (struct interval){fmin(fmax(a, lo), hi), fmin(fmax(b, lo), hi)};
+}
 
 struct interval report_wilson(int64_t x, int64_t n)
 {
@@ -14,7 +21,7 @@ struct interval report_wilson(int64_t x, int64_t n)
 	double centre = (p + z2 / (2 * dn)) / (1 + z2 / dn);
 	double half = Z95 * sqrt(p * (1 - p) / dn + z2 / (4 * dn * dn)) / (1 + z2 / dn);
 
-	return (struct interval){100 * (centre - half), 100 * (centre + half)};
+	return clamped(100 * (centre - half), 100 * (centre + half), 0, 100);
 }
 
 struct interval report_nps_interval(int64_t promoters, int64_t detractors, int64_t n)
@@ -23,7 +30,7 @@ struct interval report_nps_interval(int64_t promoters, int64_t detractors, int64
 	double nps = 100 * (p - q);
 	double half = Z95 * sqrt(p + q - (p - q) * (p - q)) / sqrt((double)n) * 100;
 
-	return (struct interval){nps - half, nps + half};
+	return clamped(nps - half, nps + half, -100, 100);
 }
 
 const char *report_csat_band(double pct)

@@ -15,10 +15,13 @@ struct interval {
 	double lo, hi;
 };
 
-/* 95 % Wilson score interval of x successes in n, in percent; n > 0. */
+/* 95 % Wilson score interval of x successes in n, in percent (0 to 100); n > 0. */
 struct interval report_wilson(int64_t x, int64_t n);
 
-/* 95 % interval of an NPS from promoters, detractors and responses n > 0. */
+/*
+ * 95 % interval of an NPS from promoters, detractors and responses n > 0:
+ * KPI.md's formula, its bounds clipped to -100 and 100.
+ */
 struct interval report_nps_interval(int64_t promoters, int64_t detractors, int64_t n);
 
 /* "excellent", "good", "average" or "poor" for a CSAT %. */
