@@ -451,21 +451,13 @@ struct gate_probe {
 	long long own_rows, other_rows; /* ledger rows seen from the transaction, from outside */
 };
 
-static long long ledger_rows(PGconn *conn, const char *schema)
-{
-	char sql[256];
-
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".ledger", schema);
-	return harness_query_int(conn, sql);
-}
-
 static bool gate(void *arg)
 {
 	struct gate_probe *g = arg;
 
 	g->calls++;
-	g->own_rows = ledger_rows(db_conn(g->w->db), g->w->schema);
-	g->other_rows = ledger_rows(g->w->conn, g->w->schema);
+	g->own_rows = harness_ledger_rows(db_conn(g->w->db), g->w->schema);
+	g->other_rows = harness_ledger_rows(g->w->conn, g->w->schema);
 	return g->answer;
 }
 
@@ -859,7 +851,7 @@ static void test_read_only_server(void **state)
 	if (st != DB_RECONNECT)
 		fail_msg("db_apply on a read-only server: %s: %s", db_status_name(st), errstr);
 	assert_non_null(strstr(errstr, "25006"));
-	assert_int_equal(ledger_rows(w->conn, w->schema), 0);
+	assert_int_equal(harness_ledger_rows(w->conn, w->schema), 0);
 	st = db_connect(w->db, errstr, sizeof(errstr));
 	if (st != DB_RECONNECT)
 		fail_msg("db_connect to a read-only server: %s: %s", db_status_name(st), errstr);

@@ -140,9 +140,7 @@ static void test_new_producer_after_fatal_error(void **state)
 	assert_int_equal(seen[3], 1);
 	fx_records_free(r, n);
 
-	fx_kafka_stop(&k);
-	harness_drop_schema(conn, schema);
-	free(schema);
+	fx_teardown(&k, conn, schema);
 	PQfinish(conn);
 }
 

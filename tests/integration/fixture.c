@@ -63,6 +63,13 @@ void fx_kafka_stop(struct fx_kafka *k)
 	memset(k, 0, sizeof(*k));
 }
 
+void fx_teardown(struct fx_kafka *k, PGconn *conn, char *schema)
+{
+	fx_kafka_stop(k);
+	harness_drop_schema(conn, schema);
+	free(schema);
+}
+
 void fx_produce(struct fx_kafka *k, const char *topic, int32_t partition, const char *key,
                 const void *value, size_t len)
 {

@@ -26,6 +26,8 @@ struct fx_kafka {
 
 void fx_kafka_start(struct fx_kafka *k, int partitions);
 void fx_kafka_stop(struct fx_kafka *k);
+/* The end of a test: stops k, drops schema (through conn) and frees its name. */
+void fx_teardown(struct fx_kafka *k, PGconn *conn, char *schema);
 /* Produces to an explicit partition; fx_flush waits for every acknowledgement. */
 void fx_produce(struct fx_kafka *k, const char *topic, int32_t partition, const char *key,
                 const void *value, size_t len);

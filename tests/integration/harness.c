@@ -146,6 +146,25 @@ long long harness_query_int(PGconn *conn, const char *sql)
 	return v;
 }
 
+long long harness_ledger_rows(PGconn *conn, const char *schema)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".ledger", schema);
+	return harness_query_int(conn, sql);
+}
+
+long long harness_stored_offsets(PGconn *conn, const char *schema, const char *group)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+	         "SELECT coalesce(sum(next_offset), 0) FROM \"%s\".consumer_offsets "
+	         "WHERE group_id = '%s'",
+	         schema, group);
+	return harness_query_int(conn, sql);
+}
+
 char *harness_query_text(PGconn *conn, const char *sql)
 {
 	PGresult *res = pg_query_one(conn, sql);

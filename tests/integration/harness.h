@@ -38,6 +38,12 @@ void harness_exec(PGconn *conn, const char *sql);
 /* The single value of a one-row, one-column query, which must not be NULL. */
 long long harness_query_int(PGconn *conn, const char *sql);
 
+/* Rows in schema's ledger. */
+long long harness_ledger_rows(PGconn *conn, const char *schema);
+
+/* The sum of the offsets stored for group in schema: messages consumed, as positions. */
+long long harness_stored_offsets(PGconn *conn, const char *schema, const char *group);
+
 /*
  * Makes the whole server read-only (default_transaction_read_only, as a
  * demoted primary is after a failover) or writable again. conn's own

@@ -59,25 +59,6 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static long long stored_offsets(PGconn *conn, const char *schema, const char *group)
-{
-	char sql[256];
-
-	snprintf(sql, sizeof(sql),
-	         "SELECT coalesce(sum(next_offset), 0) FROM \"%s\".consumer_offsets "
-	         "WHERE group_id = '%s'",
-	         schema, group);
-	return harness_query_int(conn, sql);
-}
-
-static long long ledger_rows(PGconn *conn, const char *schema)
-{
-	char sql[128];
-
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".ledger", schema);
-	return harness_query_int(conn, sql);
-}
-
 /* Waits until the stored offsets of group pass above, so that work is under way. */
 static long long wait_offsets_above(PGconn *conn, const char *schema, const char *group,
                                     long long above, int timeout_ms)
@@ -85,7 +66,7 @@ static long long wait_offsets_above(PGconn *conn, const char *schema, const char
 	int64_t until = mono_ms() + timeout_ms;
 	long long got;
 
-	while ((got = stored_offsets(conn, schema, group)) <= above) {
+	while ((got = harness_stored_offsets(conn, schema, group)) <= above) {
 		if (mono_ms() > until)
 			fail_msg("stored offsets of %s stayed at %lld", group, got);
 		usleep(10000);
@@ -254,8 +235,8 @@ static void pg_reconnect(struct world *w)
 
 static void assert_exact(struct world *w, const char *schema, const char *group)
 {
-	assert_int_equal(stored_offsets(w->conn, schema, group), w->gen.messages);
-	assert_int_equal(ledger_rows(w->conn, schema), w->gen.events);
+	assert_int_equal(harness_stored_offsets(w->conn, schema, group), w->gen.messages);
+	assert_int_equal(harness_ledger_rows(w->conn, schema), w->gen.events);
 	assert_int_equal(fx_schema_diff(w->conn, w->ref, schema), 0);
 }
 
@@ -279,7 +260,7 @@ static int setup(void **state)
 	pid_t pid = track(fx_consumer_start(&w->k, w->ref, "g-ref", ref_flags));
 	fx_wait_offsets(w->conn, w->ref, "g-ref", w->gen.messages, 180000);
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 30000), 0);
-	assert_int_equal(ledger_rows(w->conn, w->ref), w->gen.events);
+	assert_int_equal(harness_ledger_rows(w->conn, w->ref), w->gen.events);
 	/* One dead letter per malformed message, none twice. */
 	w->n_ref_dlq = dlq_keys(w, "feedback.dlq.ref", &w->ref_dlq);
 	assert_int_equal(w->n_ref_dlq, 40);
@@ -444,13 +425,11 @@ static void test_probes_follow_postgres(void **state)
 	assert_true(log_has(log, "connected to postgresql again"));
 	produce_one(&k, "prb-3");
 	fx_wait_offsets(w->conn, schema, "g-prb", 3, 60000);
-	assert_int_equal(ledger_rows(w->conn, schema), 3);
+	assert_int_equal(harness_ledger_rows(w->conn, schema), 3);
 
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 30000), 0);
-	fx_kafka_stop(&k);
 	unlink(log);
-	harness_drop_schema(w->conn, schema);
-	free(schema);
+	fx_teardown(&k, w->conn, schema);
 }
 
 /* A stop signal with a backlog: exit 0 at once, and a restart finishes the work. */
@@ -470,7 +449,7 @@ static void stop_with_backlog(struct world *w, int sig, const char *group)
 	print_message("signal %d: exit %d after %lld ms\n", sig, rc, (long long)(mono_ms() - t0));
 	/* -1 would mean it did not exit within 10 s. */
 	assert_int_equal(rc, 0);
-	at_stop = stored_offsets(w->conn, schema, group);
+	at_stop = harness_stored_offsets(w->conn, schema, group);
 	assert_true(at_stop > 0);
 	assert_true(at_stop < w->gen.messages);
 
@@ -525,9 +504,7 @@ static int64_t stop_with_kafka_silent(struct world *w, const char *group, bool t
 	}
 	*rc = fx_consumer_stop(pid, SIGTERM, 30000);
 	ms = mono_ms() - t0;
-	fx_kafka_stop(&k);
-	harness_drop_schema(w->conn, schema);
-	free(schema);
+	fx_teardown(&k, w->conn, schema);
 	return ms;
 }
 
@@ -730,9 +707,7 @@ static void test_database_rejects_one_row(void **state)
 	/* The message names what PostgreSQL refused. */
 	assert_non_null(strstr(r[0].header[4], "no_poison"));
 	fx_records_free(r, n);
-	fx_kafka_stop(&k);
-	harness_drop_schema(w->conn, schema);
-	free(schema);
+	fx_teardown(&k, w->conn, schema);
 }
 
 /*
@@ -1006,7 +981,8 @@ static void test_stored_offset_out_of_range(void **state)
 	         "generate_series(0, %d) p",
 	         schema, fx_topics[0], fx_topics[1], fx_topics[2], fx_topics[3], PARTITIONS - 1);
 	harness_exec(w->conn, sql);
-	assert_int_equal(stored_offsets(w->conn, schema, "g-oor"), 4LL * PARTITIONS * 10000000);
+	assert_int_equal(harness_stored_offsets(w->conn, schema, "g-oor"),
+	                 4LL * PARTITIONS * 10000000);
 	pid_t pid = track(fx_consumer_start(&w->k, schema, "g-oor", NULL));
 	fx_wait_offsets(w->conn, schema, "g-oor", w->gen.messages, 180000);
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 30000), 0);
@@ -1043,18 +1019,16 @@ static void test_newer_schema(void **state)
 	snprintf(want, sizeof(want), "is at version %d, newer than this build's %d", newest + 1,
 	         newest);
 	assert_int_equal(log_count(log_path, want), 1);
-	assert_int_equal(stored_offsets(w->conn, schema, "g-nv"), 1);
-	assert_int_equal(ledger_rows(w->conn, schema), 1);
+	assert_int_equal(harness_stored_offsets(w->conn, schema, "g-nv"), 1);
+	assert_int_equal(harness_ledger_rows(w->conn, schema), 1);
 
 	pid = track(fx_consumer_start_logged(&k, schema, "g-nv", NULL, log_path));
 	assert_int_equal(fx_consumer_stop(pid, 0, 60000), 1);
 	assert_int_equal(log_count(log_path, want), 1); /* a new log */
-	assert_int_equal(stored_offsets(w->conn, schema, "g-nv"), 1);
-	assert_int_equal(ledger_rows(w->conn, schema), 1);
-	fx_kafka_stop(&k);
+	assert_int_equal(harness_stored_offsets(w->conn, schema, "g-nv"), 1);
+	assert_int_equal(harness_ledger_rows(w->conn, schema), 1);
 	unlink(log_path);
-	harness_drop_schema(w->conn, schema);
-	free(schema);
+	fx_teardown(&k, w->conn, schema);
 }
 
 int main(void)

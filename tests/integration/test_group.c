@@ -27,25 +27,6 @@ struct world {
 	char *ref; /* schema of the clean reference run */
 };
 
-static long long stored_offsets(PGconn *conn, const char *schema, const char *group)
-{
-	char sql[256];
-
-	snprintf(sql, sizeof(sql),
-	         "SELECT coalesce(sum(next_offset), 0) FROM \"%s\".consumer_offsets "
-	         "WHERE group_id = '%s'",
-	         schema, group);
-	return harness_query_int(conn, sql);
-}
-
-static long long ledger_rows(PGconn *conn, const char *schema)
-{
-	char sql[128];
-
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".ledger", schema);
-	return harness_query_int(conn, sql);
-}
-
 static int setup(void **state)
 {
 	struct world *w = calloc(1, sizeof(*w));
@@ -65,7 +46,7 @@ static int setup(void **state)
 	pid_t pid = fx_consumer_start(&w->k, w->ref, "g-ref", NULL);
 	fx_wait_offsets(w->conn, w->ref, "g-ref", w->gen.messages, 120000);
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 15000), 0);
-	assert_int_equal(ledger_rows(w->conn, w->ref), w->gen.events);
+	assert_int_equal(harness_ledger_rows(w->conn, w->ref), w->gen.events);
 	*state = w;
 	return 0;
 }
@@ -96,11 +77,11 @@ static void test_sigkill_mid_batch_then_restart(void **state)
 	pid_t pid = fx_consumer_start(&w->k, schema, "g-kill", slow);
 	for (int i = 0; i < 6000 && at_kill < w->gen.messages / 4; i++) {
 		usleep(10000);
-		at_kill = stored_offsets(w->conn, schema, "g-kill");
+		at_kill = harness_stored_offsets(w->conn, schema, "g-kill");
 	}
 	assert_int_equal(fx_consumer_stop(pid, SIGKILL, 5000), 128 + SIGKILL);
 	/* The kill must have come before the end, or this tests nothing. */
-	at_kill = stored_offsets(w->conn, schema, "g-kill");
+	at_kill = harness_stored_offsets(w->conn, schema, "g-kill");
 	assert_true(at_kill > 0);
 	assert_true(at_kill < w->gen.messages);
 
@@ -108,7 +89,7 @@ static void test_sigkill_mid_batch_then_restart(void **state)
 	fx_wait_offsets(w->conn, schema, "g-kill", w->gen.messages, 120000);
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 15000), 0);
 
-	assert_int_equal(ledger_rows(w->conn, schema), w->gen.events);
+	assert_int_equal(harness_ledger_rows(w->conn, schema), w->gen.events);
 	assert_int_equal(fx_schema_diff(w->conn, w->ref, schema), 0);
 	harness_drop_schema(w->conn, schema);
 	free(schema);
@@ -131,14 +112,14 @@ static void run_two_consumers(struct world *w, const char *strategy)
 	fx_migrate(w->conn, schema);
 	/* A starts alone; B joins while A is busy, so the partitions move. */
 	pid_t a = fx_consumer_start_logged(&w->k, schema, "g-duo", extra, log_a);
-	for (int i = 0; i < 6000 && stored_offsets(w->conn, schema, "g-duo") == 0; i++)
+	for (int i = 0; i < 6000 && harness_stored_offsets(w->conn, schema, "g-duo") == 0; i++)
 		usleep(10000);
 	pid_t b = fx_consumer_start_logged(&w->k, schema, "g-duo", extra, log_b);
 	fx_wait_offsets(w->conn, schema, "g-duo", w->gen.messages, 120000);
 	assert_int_equal(fx_consumer_stop(a, SIGTERM, 15000), 0);
 	assert_int_equal(fx_consumer_stop(b, SIGTERM, 15000), 0);
 
-	assert_int_equal(ledger_rows(w->conn, schema), w->gen.events);
+	assert_int_equal(harness_ledger_rows(w->conn, schema), w->gen.events);
 	assert_int_equal(fx_schema_diff(w->conn, w->ref, schema), 0);
 	/* Both did part of the work. */
 	long long by_a = fx_log_counter(log_a, "consumed", -1),
@@ -181,7 +162,7 @@ static void test_two_workers_in_one_process(void **state)
 	fx_wait_offsets(w->conn, schema, "g-wrk", w->gen.messages, 120000);
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 15000), 0);
 
-	assert_int_equal(ledger_rows(w->conn, schema), w->gen.events);
+	assert_int_equal(harness_ledger_rows(w->conn, schema), w->gen.events);
 	assert_int_equal(fx_schema_diff(w->conn, w->ref, schema), 0);
 	long long by_0 = fx_log_counter(log, "consumed", 0),
 	          by_1 = fx_log_counter(log, "consumed", 1);

@@ -439,9 +439,7 @@ static void test_counters_promtool_prometheus(void **state)
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 10000), 0);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	assert_int_equal(system(cmd), 0);
-	fx_kafka_stop(&k);
-	harness_drop_schema(conn, schema);
-	free(schema);
+	fx_teardown(&k, conn, schema);
 	PQfinish(conn);
 }
 

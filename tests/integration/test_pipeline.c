@@ -360,9 +360,7 @@ static void test_fixed_set_exact_and_idempotent(void **state)
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 10000), 0);
 	assert_fixed_figures(conn, schema);
 
-	fx_kafka_stop(&k);
-	harness_drop_schema(conn, schema);
-	free(schema);
+	fx_teardown(&k, conn, schema);
 	PQfinish(conn);
 }
 

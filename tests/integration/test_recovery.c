@@ -456,9 +456,7 @@ static void test_sigkill_before_ack(void **state)
 	/* The distinct trigger ids are exactly the expected ones. */
 	assert_true(check_topic(&k, N_EXPECTED_STREAM) >= N_EXPECTED_STREAM);
 
-	fx_kafka_stop(&k);
-	harness_drop_schema(conn, schema);
-	free(schema);
+	fx_teardown(&k, conn, schema);
 	PQfinish(conn);
 }
 
@@ -622,9 +620,7 @@ static void test_state_lookups_use_the_index(void **state)
 	read_after = wait_state_inserts(conn, schema, 20004);
 	assert_int_equal(read_after, read_before);
 
-	fx_kafka_stop(&k);
-	harness_drop_schema(conn, schema);
-	free(schema);
+	fx_teardown(&k, conn, schema);
 	PQfinish(conn);
 }
 
