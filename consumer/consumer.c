@@ -35,6 +35,7 @@ struct part_state {
 	bool owned;
 	int64_t next;    /* stored next offset in PostgreSQL; -1: none stored */
 	int64_t read;    /* the offset after the last message taken; -1: none since assigned */
+	int64_t first;   /* the offset of the first message taken since positioned; -1: none */
 	int64_t woke_at; /* read when consumer_wake_fetcher last sought it; -1: never */
 };
 
@@ -363,17 +364,31 @@ static bool consumer_position(struct consumer *c, rd_kafka_topic_partition_list_
 
 		if (t < 0 || (ps = part_get(c, t, tp->partition)) == NULL)
 			continue;
+		/* Moved back while owned (a resync): where this consumer began to read it. */
+		int64_t began = ps->owned ? ps->first : -1;
+
 		if (!consumer_load_offsets(c, tp->topic, &tp->partition, 1, &next))
 			return false;
 		ps->owned = true;
 		ps->next = next;
 		ps->read = -1;
+		ps->first = -1;
 		ps->woke_at = -1;
-		if (next >= 0)
+		if (next >= 0) {
 			tp->offset = next;
-		else
+		} else if (began >= 0) {
+			/*
+			 * Nothing stored yet, and what was read since has to be read
+			 * again: the configured start would be the end of the log again
+			 * with offset.reset=latest, past the messages of the batch that
+			 * did not commit.
+			 */
+			tp->offset = began;
+			ps->first = began;
+		} else {
 			tp->offset =
 			    c->opts->start_latest ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
+		}
 	}
 	return true;
 }
@@ -740,6 +755,8 @@ static void consumer_handle(struct consumer *c, rd_kafka_message_t *rkm)
 		c->batch_dead_reason[dr < DECODE_RESULT_COUNT ? dr : DECODE_DECODE_ERROR]++;
 	}
 	ps->read = rkm->offset + 1;
+	if (ps->first < 0)
+		ps->first = rkm->offset;
 	/* batch_add recorded the message at idx on both paths. */
 	if (c->b->msgs[idx].event >= 0 && consumer_keep_source(c, idx, t, rkm) != 0)
 		goto oom;

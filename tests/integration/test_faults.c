@@ -963,6 +963,74 @@ static void test_stale_replica(void **state)
 	free(schema);
 }
 
+/* Produces one CSAT 5 event, id, to feedback.sms partition p. */
+static void produce_sms(struct fx_kafka *k, int32_t p, const char *id)
+{
+	const struct fx_event e = {
+	    .id = id, .at = "2026-11-20T10:03:00", .r = {{1, 5, 0, 0, false}}, .n_ratings = 1};
+	uint8_t buf[256];
+	size_t len = fx_pack(&e, buf, sizeof(buf));
+
+	fx_produce(k, fx_topics[0], p, id, buf, len);
+}
+
+/*
+ * offset.reset=latest, and a batch that fails the compare and set: its
+ * partitions are read again from the stored offsets, and one with none
+ * stored yet from where this consumer began to read it, not from the end
+ * of its log again, which would skip the messages of the failed batch.
+ * Q (sms/0) is stored at 0, P (sms/1) has nothing stored. Once Q@0 is
+ * committed, "another member" moves Q on to 2; the batch of P@0-2 and Q@1
+ * then fails on Q, and P's three events must still be counted.
+ */
+static void test_resync_without_stored_offset(void **state)
+{
+	struct world *w = *state;
+	char *schema = harness_fresh_schema(w->conn, "fc_latest");
+	char log[] = "/tmp/fc-latest-XXXXXX";
+	const char *const latest[] = {"--offset.reset=latest", "--batch.linger=2s", NULL};
+	char sql[512];
+	struct fx_kafka k;
+
+	temp_log(log);
+	fx_migrate(w->conn, schema);
+	fx_kafka_start(&k, 2);
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO \"%s\".consumer_offsets (group_id, topic, partition, next_offset) "
+	         "VALUES ('g-latest', '%s', 0, 0)",
+	         schema, fx_topics[0]);
+	harness_exec(w->conn, sql);
+	pid_t pid = track(fx_consumer_start_logged(&k, schema, "g-latest", latest, log));
+	wait_log(log, "assigned", 1, 60000);
+	/* Committed, Q@0 shows the consumer positioned: P at its end, offset 0. */
+	produce_sms(&k, 0, "q-0");
+	fx_flush(&k);
+	fx_wait_offsets(w->conn, schema, "g-latest", 1, 60000);
+	snprintf(sql, sizeof(sql),
+	         "UPDATE \"%s\".consumer_offsets SET next_offset = 2 WHERE group_id = 'g-latest' "
+	         "AND topic = '%s' AND partition = 0",
+	         schema, fx_topics[0]);
+	harness_exec(w->conn, sql);
+	produce_sms(&k, 1, "p-0");
+	produce_sms(&k, 1, "p-1");
+	produce_sms(&k, 1, "p-2");
+	produce_sms(&k, 0, "q-1");
+	fx_flush(&k);
+	/* Q stays at 2, P reaches 3. */
+	fx_wait_offsets(w->conn, schema, "g-latest", 5, 60000);
+	/* The batch held both partitions and failed on Q. */
+	assert_int_equal(log_count(log, "stored offsets of 1 of 2 partitions moved on"), 1);
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 30000), 0);
+	/* q-0 and P's three; q-1 was the other member's. */
+	snprintf(sql, sizeof(sql),
+	         "SELECT string_agg(event_id, ' ' ORDER BY event_id) FROM \"%s\".ledger", schema);
+	char *ids = harness_query_text(w->conn, sql);
+	assert_string_equal(ids, "p-0 p-1 p-2 q-0");
+	free(ids);
+	unlink(log);
+	fx_teardown(&k, w->conn, schema);
+}
+
 /*
  * Stored offsets past the end of every partition (a topic recreated, or
  * retention beyond the stored position): the consumer resumes at the
@@ -1043,6 +1111,7 @@ int main(void)
 	    cmocka_unit_test(test_dead_letter_topic_not_writable),
 	    cmocka_unit_test(test_dead_letters_slow),
 	    cmocka_unit_test(test_stale_replica),
+	    cmocka_unit_test(test_resync_without_stored_offset),
 	    cmocka_unit_test(test_stored_offset_out_of_range),
 	    cmocka_unit_test(test_newer_schema),
 	    cmocka_unit_test(test_fetcher_woken),
