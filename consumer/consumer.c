@@ -644,6 +644,13 @@ static enum flush_result consumer_flush(struct consumer *c)
 
 	if (b->n_msgs == 0)
 		return FLUSH_OK;
+	/*
+	 * After a fatal error (out of memory adding a message or queueing its
+	 * dead letter) the batch may lack a message's dead letter: it must not
+	 * commit, not even from the revocation of consumer_close().
+	 */
+	if (c->fatal)
+		return FLUSH_FATAL;
 	int64_t t_fill = mono_us();
 	bool drained = true;
 

@@ -16,6 +16,9 @@
 #include <string.h>
 #include <time.h>
 
+/* The most bytes of COPY data handed to libpq at once. */
+#define COPY_PIECE ((size_t)256 * 1024)
+
 struct db {
 	char *conninfo;
 	char *schema;
@@ -607,8 +610,16 @@ static enum db_status db_copy(struct db *db, const char *sql, const char *what, 
 	}
 	PQclear(res);
 	res = NULL;
-	if (PQputCopyData(db->conn, db->out.buf, (int)db->out.len) != 1 ||
-	    PQputCopyEnd(db->conn, NULL) != 1) {
+	/* PQputCopyData takes an int: a large COPY goes in pieces. */
+	for (size_t at = 0; at < db->out.len; at += COPY_PIECE) {
+		size_t n = db->out.len - at < COPY_PIECE ? db->out.len - at : COPY_PIECE;
+
+		if (PQputCopyData(db->conn, db->out.buf + at, (int)n) != 1) {
+			st = db_error(db, NULL, what, errstr, errstr_size);
+			goto out;
+		}
+	}
+	if (PQputCopyEnd(db->conn, NULL) != 1) {
 		st = db_error(db, NULL, what, errstr, errstr_size);
 		goto out;
 	}

@@ -400,6 +400,8 @@ static void pub_wait(struct publisher *p, int timeout_ms)
 	int sock = PQsocket(p->conn);
 	int64_t until = mono_us() + timeout_ms * 1000LL;
 
+	if (sock < 0) /* the connection is gone: the caller's next statement reconnects */
+		return;
 	while (!*p->stop && mono_us() < until) {
 		fd_set rd;
 		struct timeval tv = {0, 100000}; /* stop is checked every 100 ms */
