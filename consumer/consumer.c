@@ -820,12 +820,21 @@ static void consumer_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		else
 			aerr = rd_kafka_assign(rk, NULL);
 	}
+	bool failed = error != NULL || aerr != RD_KAFKA_RESP_ERR_NO_ERROR;
+
 	if (error) {
 		log_error("rebalance: %s", rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
 	} else if (aerr) {
 		log_error("rebalance: %s", rd_kafka_err2str(aerr));
 	}
+	/*
+	 * An assignment that librdkafka refused leaves partitions that the group
+	 * gave this member unread, and marked owned here: exit, so that a
+	 * restart joins again with a consistent state.
+	 */
+	if (failed && err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+		c->fatal = true;
 }
 
 /*
