@@ -5,8 +5,9 @@
 #   BENCH_CONSUMER_FLAGS="--batch.max.events=10000" tests/bench/pipeline.sh   (extra settings)
 #   BENCH_ROUNDS=3 tests/bench/pipeline.sh   (3 rounds of the cases, then the medians)
 #   BENCH_BASELINE=/path/to/other/feedback-consumer tests/bench/pipeline.sh 500000 agents100
-#     (each case BENCH_ROUNDS times, default 3, the other build and this one in
-#     turn; rows of the other build are named CASE@base; then the medians' ratios)
+#     (each case BENCH_ROUNDS times, default 4, the two builds in turn, the
+#     other one first in odd rounds and second in even ones; rows of the other
+#     build are named CASE@base; then the medians' ratios)
 #   BENCH_PROFILE=1 tests/bench/pipeline.sh 500000 agents100
 #     (after each case, PostgreSQL's statements by time: pg_stat_statements;
 #     and each table's rows updated, of them HOT, and deleted)
@@ -262,16 +263,30 @@ echo "PostgreSQL $(psql -Atc 'SHOW server_version') on $(nproc) cores, collation
 printf "%-10s %9s %7s %9s %10s %10s %9s %8s %8s %11s %6s %6s %6s %7s %8s %8s\n" case events agents seconds events/s \
   steady/s cpu_s/M host_s/M rss_MiB copy_rows/s ratio steady steal% first_s wal_B/ev kafka_s/M
 this_bin=$bin
-# BENCH_ROUNDS rounds (default 1; 3 with BENCH_BASELINE) of every case in
-# turn, so that a slow spell of the machine falls on all of them alike;
-# within a round, the BENCH_BASELINE build runs each case first.
+# BENCH_ROUNDS rounds (default 1; 4 with BENCH_BASELINE) of every case in
+# turn, so that a slow spell of the machine falls on all of them alike.
+# Within a round the two builds run each case in turn, the BENCH_BASELINE
+# build first in odd rounds and second in even ones, so that neither is
+# always the one that finds the cluster warm (its WAL segments recycled,
+# its memory touched). The same build against itself, 4 rounds, gave
+# machine CPU x1.09 and steady events/s x0.93: ratios closer to 1 than
+# that say nothing.
 rounds=${BENCH_ROUNDS:-1}
-[ -z "${BENCH_BASELINE:-}" ] || rounds=${BENCH_ROUNDS:-3}
+[ -z "${BENCH_BASELINE:-}" ] || rounds=${BENCH_ROUNDS:-4}
+round=0
 run() {
-  [ -z "${BENCH_BASELINE:-}" ] || bin=$BENCH_BASELINE tag=@base run_case "$@"
-  bin=$this_bin tag= run_case "$@"
+  if [ -z "${BENCH_BASELINE:-}" ]; then
+    bin=$this_bin tag= run_case "$@"
+  elif [ $((round % 2)) = 1 ]; then
+    bin=$BENCH_BASELINE tag=@base run_case "$@"
+    bin=$this_bin tag= run_case "$@"
+  else
+    bin=$this_bin tag= run_case "$@"
+    bin=$BENCH_BASELINE tag=@base run_case "$@"
+  fi
 }
 for _ in $(seq "$rounds"); do
+  round=$((round + 1))
   run agents100 "$base" 100 1 2
   run agents100k "$base" 100000 1 2
   run backlog2x $((base * 2)) 100 1 2
