@@ -1,0 +1,224 @@
+/*
+ * consumer.c in process, against the mock cluster and PostgreSQL, with a
+ * fatal error raised where only a shortage of memory or a librdkafka
+ * refusal would raise one: the consumer must stop, and commit nothing that
+ * the error left incomplete.
+ */
+#include "consumer.h"
+#include "dlq.h"
+#include "integration/fixture.h"
+#include "integration/harness.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+rd_kafka_resp_err_t __real_rd_kafka_assign(rd_kafka_t *rk,
+                                           const rd_kafka_topic_partition_list_t *partitions);
+rd_kafka_resp_err_t __wrap_rd_kafka_assign(rd_kafka_t *rk,
+                                           const rd_kafka_topic_partition_list_t *partitions);
+rd_kafka_error_t *
+__real_rd_kafka_incremental_assign(rd_kafka_t *rk,
+                                   const rd_kafka_topic_partition_list_t *partitions);
+rd_kafka_error_t *
+__wrap_rd_kafka_incremental_assign(rd_kafka_t *rk,
+                                   const rd_kafka_topic_partition_list_t *partitions);
+int __real_dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason,
+                    const char *message);
+int __wrap_dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason,
+                    const char *message);
+
+static struct {
+	int refuse_assignments; /* assignments (not unassignments) to refuse */
+	int refused;
+	int fail_dead_letters; /* dlq_send calls to fail, as when out of memory */
+	int failed;
+} f;
+
+rd_kafka_resp_err_t __wrap_rd_kafka_assign(rd_kafka_t *rk,
+                                           const rd_kafka_topic_partition_list_t *partitions)
+{
+	if (partitions != NULL && f.refuse_assignments > 0) {
+		f.refuse_assignments--;
+		f.refused++;
+		return RD_KAFKA_RESP_ERR__INVALID_ARG;
+	}
+	return __real_rd_kafka_assign(rk, partitions);
+}
+
+rd_kafka_error_t *
+__wrap_rd_kafka_incremental_assign(rd_kafka_t *rk,
+                                   const rd_kafka_topic_partition_list_t *partitions)
+{
+	if (f.refuse_assignments > 0) {
+		f.refuse_assignments--;
+		f.refused++;
+		return rd_kafka_error_new(RD_KAFKA_RESP_ERR__INVALID_ARG, "refused by the test");
+	}
+	return __real_rd_kafka_incremental_assign(rk, partitions);
+}
+
+int __wrap_dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason,
+                    const char *message)
+{
+	if (f.fail_dead_letters > 0) {
+		f.fail_dead_letters--;
+		f.failed++;
+		return -1;
+	}
+	return __real_dlq_send(d, rkm, reason, message);
+}
+
+struct run {
+	struct consumer_opts opts;
+	struct consumer *c;
+	atomic_int stop;
+	atomic_bool done;
+	int rc;
+	pthread_t thread;
+};
+
+static void *run_main(void *arg)
+{
+	struct run *r = arg;
+
+	r->rc = consumer_run(r->c, &r->stop);
+	atomic_store(&r->done, true);
+	return NULL;
+}
+
+static rd_kafka_conf_t *conf_for(const struct fx_kafka *k)
+{
+	char errstr[512];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", k->bootstrap, errstr, sizeof(errstr)) ||
+	    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr)))
+		fail_msg("conf: %s", errstr);
+	return conf;
+}
+
+static void start(struct run *r, const struct fx_kafka *k, const char *schema, const char *group,
+                  int linger_ms)
+{
+	char errstr[512];
+	rd_kafka_conf_t *cconf = conf_for(k);
+
+	memset(r, 0, sizeof(*r));
+	r->opts = (struct consumer_opts){.group = group,
+	                                 .dlq_topic = fx_topics[5],
+	                                 .conninfo = "",
+	                                 .schema = schema,
+	                                 .batch_max_events = 100,
+	                                 .batch_linger_ms = linger_ms,
+	                                 .db_retry_max_ms = 1000,
+	                                 .db_check_interval_ms = 1000};
+	for (int t = 0; t < CHANNEL_MAX; t++)
+		r->opts.topics[t] = fx_topics[t];
+	kpi_policy_defaults(&r->opts.policy);
+	/* The mock cluster holds a left group for session.timeout.ms - 1 s. */
+	if (rd_kafka_conf_set(cconf, "session.timeout.ms", "6000", errstr, sizeof(errstr)))
+		fail_msg("conf: %s", errstr);
+	r->c = consumer_new(&r->opts, cconf, conf_for(k), errstr, sizeof(errstr));
+	if (r->c == NULL)
+		fail_msg("consumer_new: %s", errstr);
+	assert_int_equal(pthread_create(&r->thread, NULL, run_main, r), 0);
+}
+
+/* Waits up to timeout_ms for consumer_run to return by itself; then stops it. */
+static bool ended_by_itself(struct run *r, int timeout_ms)
+{
+	bool ended = false;
+
+	for (int waited = 0; waited < timeout_ms && !ended; waited += 50) {
+		ended = atomic_load(&r->done);
+		if (!ended)
+			usleep(50000);
+	}
+	atomic_store(&r->stop, 1);
+	pthread_join(r->thread, NULL);
+	consumer_destroy(r->c);
+	return ended;
+}
+
+/*
+ * librdkafka refuses the first assignment: the partitions would be marked
+ * ours yet never fetched. The consumer exits with an error instead.
+ */
+static void test_refused_assignment(void **state)
+{
+	PGconn *conn = harness_pg_connect();
+	char *schema = harness_fresh_schema(conn, "fc_assign");
+	struct fx_kafka k;
+	struct run r;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	fx_migrate(conn, schema);
+	fx_kafka_start(&k, 2);
+	f.refuse_assignments = 1;
+	start(&r, &k, schema, "g-assign", 50);
+	if (!ended_by_itself(&r, 30000))
+		fail_msg("the consumer ran on for 30 s after its assignment was refused");
+	assert_int_equal(f.refused, 1);
+	assert_int_equal(r.rc, -1);
+	fx_teardown(&k, conn, schema);
+	PQfinish(conn);
+}
+
+/*
+ * A good event, then a malformed message whose dead letter cannot be
+ * queued (out of memory), in one batch: the consumer stops, and nothing of
+ * the batch commits, not even from the revocation as it leaves the group;
+ * a restart reads both messages again.
+ */
+static void test_fatal_batch_not_committed(void **state)
+{
+	const struct fx_event good = {
+	    .id = "e-1", .at = "2026-11-20T10:03:00", .r = {{1, 5, 0, 0, false}}, .n_ratings = 1};
+	PGconn *conn = harness_pg_connect();
+	char *schema = harness_fresh_schema(conn, "fc_fatal");
+	struct fx_kafka k;
+	struct run r;
+	uint8_t buf[256];
+	size_t len;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	fx_migrate(conn, schema);
+	fx_kafka_start(&k, 2);
+	len = fx_pack(&good, buf, sizeof(buf));
+	fx_produce(&k, fx_topics[0], 0, "c-1", buf, len);
+	fx_produce(&k, fx_topics[0], 0, "c-2", "not protobuf", 12);
+	fx_flush(&k);
+	f.fail_dead_letters = 1;
+	/* Both messages come in one fetch, long before the linger ends. */
+	start(&r, &k, schema, "g-fatal", 5000);
+	if (!ended_by_itself(&r, 30000))
+		fail_msg("the consumer ran on for 30 s after a fatal error");
+	assert_int_equal(f.failed, 1);
+	assert_int_equal(r.rc, -1);
+	assert_int_equal(harness_stored_offsets(conn, schema, "g-fatal"), 0);
+	assert_int_equal(harness_ledger_rows(conn, schema), 0);
+	fx_teardown(&k, conn, schema);
+	PQfinish(conn);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_refused_assignment),
+	    cmocka_unit_test(test_fatal_batch_not_committed),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
