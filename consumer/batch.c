@@ -13,6 +13,7 @@
 struct id_slot {
 	const char *key;
 	uint32_t gen;
+	int32_t event; /* index into the batch's events */
 };
 
 struct id_set {
@@ -77,18 +78,22 @@ static void id_set_reset(struct id_set *set)
 }
 
 /*
- * The free slot where key belongs, or NULL when key is present. The caller
- * claims it (gen, key) or leaves it free; it keeps the set below half full.
+ * The slot of key: its own when present (*present), otherwise the free one
+ * where it belongs, which the caller claims (gen, key, event) or leaves
+ * free; it keeps the set below half full.
  */
-static struct id_slot *id_set_slot(struct id_set *set, const char *key)
+static struct id_slot *id_set_slot(struct id_set *set, const char *key, bool *present)
 {
 	size_t i = (size_t)id_hash(key) & set->mask;
 
 	while (set->slots[i].gen == set->gen) {
-		if (strcmp(set->slots[i].key, key) == 0)
-			return NULL;
+		if (strcmp(set->slots[i].key, key) == 0) {
+			*present = true;
+			return &set->slots[i];
+		}
 		i = (i + 1) & set->mask;
 	}
+	*present = false;
 	return &set->slots[i];
 }
 
@@ -182,8 +187,12 @@ int batch_add(struct batch *b, int topic, int32_t partition, int64_t offset, con
 	m->partition = partition;
 	m->offset = offset;
 	m->event = -1;
-	struct id_slot *slot = ev ? id_set_slot(b->ids, ev->event_id) : NULL;
-	if (slot) {
+	m->repeat_of = -1;
+	bool present = false;
+	struct id_slot *slot = ev ? id_set_slot(b->ids, ev->event_id, &present) : NULL;
+	if (present) {
+		m->repeat_of = slot->event;
+	} else if (slot) {
 		struct batch_event *be = &b->events[b->n_events];
 
 		be->ev = *ev;
@@ -191,6 +200,7 @@ int batch_add(struct batch *b, int topic, int32_t partition, int64_t offset, con
 			return -1;
 		slot->gen = b->ids->gen;
 		slot->key = be->ev.event_id;
+		slot->event = (int32_t)b->n_events;
 		kpi_count_event(ev, p, &be->counts);
 		be->bucket = kpi_bucket(ev->occurred_at_us);
 		be->negative_reasons = kpi_negative_reasons(ev, p);

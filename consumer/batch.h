@@ -30,6 +30,7 @@ struct batch_msg {
 	int32_t partition;
 	int64_t offset;
 	int32_t event; /* index into events, or -1: dead-lettered or a repeat within the batch */
+	int32_t repeat_of; /* a repeat within the batch: the event it repeats; otherwise -1 */
 };
 
 struct offset_update {
@@ -68,7 +69,7 @@ bool batch_full(const struct batch *b);
  * its strings are copied into b->arena (ev's may go after the call), and
  * its counts, bucket and negative reasons are computed under policy p. An
  * event id already in the batch is recorded as a message without an event
- * (it counts once).
+ * (it counts once) that names the event it repeats (repeat_of).
  * Returns 0, or -1 when out of memory (b unchanged).
  */
 int batch_add(struct batch *b, int topic, int32_t partition, int64_t offset, const struct event *ev,

@@ -418,12 +418,11 @@ static size_t count_events(const struct batch *b, size_t from, size_t to, size_t
 	return n;
 }
 
-/* Dead-letters message i, which the database refused alone. */
-static bool consumer_reject(struct consumer *c, size_t i, const char *why)
+/* Queues the dead letter of message i of the batch, refused as why. */
+static bool consumer_reject_one(struct consumer *c, size_t i, const char *event_id, const char *why)
 {
 	const struct dlq_source *src = &c->sources[i];
-	struct log_ctx ctx = {src->topic, src->partition, src->offset,
-	                      c->b->events[c->b->msgs[i].event].ev.event_id};
+	struct log_ctx ctx = {src->topic, src->partition, src->offset, event_id};
 
 	log_write(LOG_WARN, &ctx, "postgresql refused the event, dead-lettering it: %s", why);
 	if (dlq_send_source(c->dlq, src, "db_rejected", why) != 0) {
@@ -431,12 +430,39 @@ static bool consumer_reject(struct consumer *c, size_t i, const char *why)
 		c->fatal = true;
 		return false;
 	}
-	if (!consumer_drain(c))
-		return false;
-	c->b->msgs[i].event = -1;
 	c->batch_dead++;
 	c->batch_dead_channel[c->b->msgs[i].topic]++;
 	c->batch_dead_reason[REASON_DB_REJECTED]++;
+	return true;
+}
+
+/*
+ * Dead-letters message i, which the database refused alone, and every
+ * repeat of its event later in the batch: counted as duplicates of an
+ * event that never went in, they would vanish without a trace.
+ */
+static bool consumer_reject(struct consumer *c, size_t i, const char *why)
+{
+	struct batch *b = c->b;
+	int32_t e = b->msgs[i].event;
+	const char *id = b->events[e].ev.event_id;
+	char repeat_why[1200];
+
+	if (!consumer_reject_one(c, i, id, why))
+		return false;
+	snprintf(repeat_why, sizeof(repeat_why),
+	         "a repeat of the event at offset %" PRId64 ", which postgresql refused: %s",
+	         b->msgs[i].offset, why);
+	for (size_t j = i + 1; j < b->n_msgs; j++) {
+		if (b->msgs[j].repeat_of != e)
+			continue;
+		if (!consumer_reject_one(c, j, id, repeat_why))
+			return false;
+		b->msgs[j].repeat_of = -1;
+	}
+	if (!consumer_drain(c))
+		return false;
+	b->msgs[i].event = -1;
 	return true;
 }
 
@@ -764,8 +790,9 @@ static void consumer_handle(struct consumer *c, rd_kafka_message_t *rkm)
 	ps->read = rkm->offset + 1;
 	if (ps->first < 0)
 		ps->first = rkm->offset;
-	/* batch_add recorded the message at idx on both paths. */
-	if (c->b->msgs[idx].event >= 0 && consumer_keep_source(c, idx, t, rkm) != 0)
+	/* batch_add recorded the message at idx on both paths. Kept: what may be dead-lettered. */
+	if ((c->b->msgs[idx].event >= 0 || c->b->msgs[idx].repeat_of >= 0) &&
+	    consumer_keep_source(c, idx, t, rkm) != 0)
 		goto oom;
 	rd_kafka_message_destroy(rkm);
 	return;

@@ -613,15 +613,17 @@ static void test_bad_configuration(void **state)
 enum { CSAT = 1, NPS = 2 };
 
 /*
- * ledger refuses the event id poison-1. Five messages on feedback.sms/0
- * (bucket 2026-11-20 10:00 UTC):
+ * ledger refuses the event id poison-1. Six messages on feedback.sms/0
+ * (bucket 2026-11-20 10:00 UTC), all in one batch:
  *   @0 ok-1 CSAT 5 of 1-5   satisfied
  *   @1 poison-1 CSAT 1      refused: dead letter, counts nothing
  *   @2 ok-2 CSAT 4          satisfied (4 > 5 - 2)
  *   @3 ok-3 NPS 10          promoter
  *   @4 ok-4 CSAT 2          not satisfied, negative
+ *   @5 poison-1 again       a producer's re-send: a repeat of a refused
+ *                           event, dead-lettered too, not a duplicate
  * Expected: csat_n 3, satisfied 2, nps_n 1, promoters 1, negative 1;
- * ledger 4 rows; stored offset 5; one dead letter, of offset 1.
+ * ledger 4 rows; stored offset 6; dead letters of offsets 1 and 5.
  */
 static void test_database_rejects_one_row(void **state)
 {
@@ -668,6 +670,7 @@ static void test_database_rejects_one_row(void **state)
 		}
 		fx_produce(&k, "feedback.sms", 0, events[i].id, buf, len);
 	}
+	fx_produce(&k, "feedback.sms", 0, "poison-1", poison, poison_len);
 	fx_flush(&k);
 	fx_migrate(w->conn, schema);
 	snprintf(
@@ -677,7 +680,7 @@ static void test_database_rejects_one_row(void **state)
 	harness_exec(w->conn, sql);
 
 	pid_t pid = track(fx_consumer_start(&k, schema, "g-poison", extra));
-	fx_wait_offsets(w->conn, schema, "g-poison", 5, 120000);
+	fx_wait_offsets(w->conn, schema, "g-poison", 6, 120000);
 	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 30000), 0);
 
 	snprintf(sql, sizeof(sql),
@@ -695,17 +698,20 @@ static void test_database_rejects_one_row(void **state)
 	free(ids);
 
 	n = fx_read_topic(&k, "feedback.dlq", &r);
-	assert_int_equal(n, 1);
-	assert_string_equal(r[0].key, "poison-1");
-	assert_int_equal(r[0].len, poison_len);
-	assert_memory_equal(r[0].value, poison, poison_len);
-	assert_string_equal(r[0].header[0], "feedback.sms");
-	assert_string_equal(r[0].header[1], "0");
-	assert_string_equal(r[0].header[2], "1");
-	assert_string_equal(r[0].header[3], "db_rejected");
-	assert_non_null(r[0].header[4]);
-	/* The message names what PostgreSQL refused. */
-	assert_non_null(strstr(r[0].header[4], "no_poison"));
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(r[i].key, "poison-1");
+		assert_int_equal(r[i].len, poison_len);
+		assert_memory_equal(r[i].value, poison, poison_len);
+		assert_string_equal(r[i].header[0], "feedback.sms");
+		assert_string_equal(r[i].header[1], "0");
+		assert_string_equal(r[i].header[2], i == 0 ? "1" : "5");
+		assert_string_equal(r[i].header[3], "db_rejected");
+		assert_non_null(r[i].header[4]);
+		/* The message names what PostgreSQL refused. */
+		assert_non_null(strstr(r[i].header[4], "no_poison"));
+	}
+	assert_non_null(strstr(r[1].header[4], "a repeat of the event at offset 1"));
 	fx_records_free(r, n);
 	fx_teardown(&k, w->conn, schema);
 }

@@ -160,6 +160,7 @@ static void test_add_records_event(void **state)
 	assert_int_equal(b->msgs[0].partition, 5);
 	assert_int_equal(b->msgs[0].offset, 42);
 	assert_int_equal(b->msgs[0].event, 0);
+	assert_int_equal(b->msgs[0].repeat_of, -1);
 
 	/* The batch keeps copies: the decoded message goes before the commit. */
 	memset(id, 'x', sizeof(id) - 1);
@@ -184,12 +185,14 @@ static void test_add_records_event(void **state)
 	/* Dead-lettered: a message without an event. */
 	assert_int_equal(batch_add(b, 2, 5, 43, NULL, &policy), 0);
 	assert_int_equal(b->msgs[1].event, -1);
+	assert_int_equal(b->msgs[1].repeat_of, -1);
 	assert_int_equal(b->n_events, 1);
 
 	/* The same id in other memory, with other content: a repeat, counted once. */
 	assert_int_equal(batch_add(b, 2, 6, 7, &repeat, &policy), 0);
 	assert_int_equal(b->n_msgs, 3);
 	assert_int_equal(b->msgs[2].event, -1);
+	assert_int_equal(b->msgs[2].repeat_of, 0); /* of event 0, message 0's */
 	assert_int_equal(b->msgs[2].partition, 6);
 	assert_int_equal(b->msgs[2].offset, 7);
 	assert_int_equal(b->n_events, 1);
@@ -201,6 +204,11 @@ static void test_add_records_event(void **state)
 	ev.event_id = "e-2";
 	assert_int_equal(batch_add(b, 2, 5, 44, &ev, &lenient), 0);
 	assert_int_equal(b->msgs[3].event, 1);
+	assert_int_equal(b->msgs[3].repeat_of, -1);
+	/* A repeat of e-2 names event 1, not 0. */
+	assert_int_equal(batch_add(b, 2, 6, 8, &ev, &lenient), 0);
+	assert_int_equal(b->msgs[4].event, -1);
+	assert_int_equal(b->msgs[4].repeat_of, 1);
 	assert_int_equal(b->events[1].negative_reasons, 0);
 	assert_int_equal(b->events[1].counts.negative, 0);
 
