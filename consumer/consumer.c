@@ -68,9 +68,11 @@ struct consumer {
 	int64_t next_maintain_us;
 	int64_t next_db_check_us; /* idle: when to check the connection next */
 	int db_check_step;        /* backoff of idle reconnection attempts */
-	/* Dead letters of the open batch by channel and reason, counted when it commits. */
-	unsigned batch_dead_channel[CHANNEL_MAX];
-	unsigned batch_dead_reason[N_REASONS];
+	/*
+	 * By message index, the reason of its dead letter + 1 (0: none), counted
+	 * when the transaction that holds the message commits.
+	 */
+	uint8_t *dead_reason;
 	int64_t gate_waited_us; /* waiting for dead letters before COMMIT, this batch */
 	int drain_first;        /* batches left that wait for dead letters before BEGIN */
 	bool gate_failed;       /* the last refusal of the gate came from a failed delivery */
@@ -431,8 +433,7 @@ static bool consumer_reject_one(struct consumer *c, size_t i, const char *event_
 		return false;
 	}
 	c->batch_dead++;
-	c->batch_dead_channel[c->b->msgs[i].topic]++;
-	c->batch_dead_reason[REASON_DB_REJECTED]++;
+	c->dead_reason[i] = REASON_DB_REJECTED + 1;
 	return true;
 }
 
@@ -466,6 +467,58 @@ static bool consumer_reject(struct consumer *c, size_t i, const char *why)
 	return true;
 }
 
+static const char *reason_name(size_t r)
+{
+	return r == REASON_DB_REJECTED ? "db_rejected" : decode_reason_code((enum decode_result)r);
+}
+
+/*
+ * Counts messages [from, to) of the batch, just committed in one
+ * transaction: events by channel and outcome, dead letters by reason. A
+ * split batch counts each part as it commits, so that a part that
+ * committed counts even when a later one does not (it is not read again).
+ */
+static void consumer_count_committed(struct consumer *c, size_t from, size_t to)
+{
+	const struct batch *b = c->b;
+	unsigned long long msgs[CHANNEL_MAX] = {0}, fresh[CHANNEL_MAX] = {0};
+	unsigned long long dead[CHANNEL_MAX] = {0}, reasons[N_REASONS] = {0};
+
+	for (size_t i = from; i < to; i++) {
+		int t = b->msgs[i].topic;
+
+		msgs[t]++;
+		if (c->dead_reason[i] > 0) {
+			dead[t]++;
+			reasons[c->dead_reason[i] - 1]++;
+		} else if (b->msgs[i].event >= 0 && b->events[b->msgs[i].event].is_new) {
+			fresh[t]++;
+		}
+	}
+	for (int t = 0; t < CHANNEL_MAX; t++) {
+		double n[3] = {(double)fresh[t], (double)(msgs[t] - dead[t] - fresh[t]),
+		               (double)dead[t]};
+
+		c->stats.consumed += msgs[t];
+		c->stats.accepted += fresh[t];
+		c->stats.dead_lettered += dead[t];
+		c->stats.duplicates += msgs[t] - dead[t] - fresh[t];
+		for (int o = 0; o < 3; o++) {
+			const char *labels[] = {channel_name((enum channel)(t + 1)),
+			                        outcome_names[o]};
+
+			if (n[o] > 0)
+				metric_add(c->m.events, labels, n[o]);
+		}
+	}
+	for (size_t r = 0; r < N_REASONS; r++) {
+		const char *labels[] = {reason_name(r)};
+
+		if (reasons[r] > 0)
+			metric_add(c->m.dead_letters, labels, (double)reasons[r]);
+	}
+}
+
 /*
  * Applies messages [from, to) in one transaction, retrying what can be
  * retried; when the database rejects a row, splits the range until that
@@ -490,6 +543,7 @@ static enum flush_result consumer_apply(struct consumer *c, size_t from, size_t 
 		switch (st) {
 		case DB_OK:
 			consumer_db_check_in(c, c->opts->db_check_interval_ms);
+			consumer_count_committed(c, from, to);
 			c->stats.triggers += db_last_tx(c->db)->triggers;
 			c->stats.suppressed += db_last_tx(c->db)->suppressed;
 			metric_add(c->m.triggers, NULL, (double)db_last_tx(c->db)->triggers);
@@ -621,52 +675,13 @@ static void consumer_resync(struct consumer *c)
 	rd_kafka_topic_partition_list_destroy(list);
 }
 
-static const char *reason_name(size_t r)
-{
-	return r == REASON_DB_REJECTED ? "db_rejected" : decode_reason_code((enum decode_result)r);
-}
-
 /* Adds the committed batch to the metrics: events by channel and outcome, dead letters. */
-static void consumer_count_batch(struct consumer *c)
-{
-	const struct batch *b = c->b;
-	unsigned long long msgs[CHANNEL_MAX] = {0}, fresh[CHANNEL_MAX] = {0};
-
-	for (size_t i = 0; i < b->n_msgs; i++) {
-		int t = b->msgs[i].topic;
-
-		msgs[t]++;
-		if (b->msgs[i].event >= 0 && b->events[b->msgs[i].event].is_new)
-			fresh[t]++;
-	}
-	for (int t = 0; t < CHANNEL_MAX; t++) {
-		unsigned long long dead = c->batch_dead_channel[t];
-		double n[3] = {(double)fresh[t], (double)(msgs[t] - dead - fresh[t]), (double)dead};
-
-		for (int o = 0; o < 3; o++) {
-			const char *labels[] = {channel_name((enum channel)(t + 1)),
-			                        outcome_names[o]};
-
-			if (n[o] > 0)
-				metric_add(c->m.events, labels, n[o]);
-		}
-	}
-	for (size_t r = 0; r < N_REASONS; r++) {
-		const char *labels[] = {reason_name(r)};
-
-		if (c->batch_dead_reason[r] > 0)
-			metric_add(c->m.dead_letters, labels, c->batch_dead_reason[r]);
-	}
-	metric_add(c->m.batches, NULL, 1);
-	metric_observe(c->m.batch_events, NULL, (double)b->n_msgs);
-}
 
 /* Commits the open batch: dead letters first, then the one transaction. */
 static enum flush_result consumer_flush(struct consumer *c)
 {
 	struct batch *b = c->b;
 	enum flush_result r;
-	unsigned long long fresh = 0;
 
 	if (b->n_msgs == 0)
 		return FLUSH_OK;
@@ -698,16 +713,10 @@ static enum flush_result consumer_flush(struct consumer *c)
 		          (long long)c->gate_waited_us / 1000,
 		          r == FLUSH_OK ? "committed" : "not committed");
 	if (r == FLUSH_OK) {
-		for (size_t i = 0; i < b->n_msgs; i++)
-			if (b->msgs[i].event >= 0)
-				fresh += b->events[b->msgs[i].event].is_new;
-		/* Counted once committed: an abandoned batch is read and counted again. */
-		c->stats.consumed += b->n_msgs;
-		c->stats.accepted += fresh;
-		c->stats.dead_lettered += c->batch_dead;
-		c->stats.duplicates += b->n_msgs - c->batch_dead - fresh;
+		/* Its messages were counted as they committed (consumer_apply). */
 		c->stats.batches++;
-		consumer_count_batch(c);
+		metric_add(c->m.batches, NULL, 1);
+		metric_observe(c->m.batch_events, NULL, (double)b->n_msgs);
 		consumer_commit_kafka(c);
 	} else {
 		if (r == FLUSH_STALE) {
@@ -717,8 +726,6 @@ static enum flush_result consumer_flush(struct consumer *c)
 		c->need_resync = true;
 	}
 	c->batch_dead = 0;
-	memset(c->batch_dead_channel, 0, sizeof(c->batch_dead_channel));
-	memset(c->batch_dead_reason, 0, sizeof(c->batch_dead_reason));
 	batch_reset(c->b);
 	return r;
 }
@@ -768,6 +775,7 @@ static void consumer_handle(struct consumer *c, rd_kafka_message_t *rkm)
 	}
 	if (idx == 0)
 		c->batch_started_us = mono_us();
+	c->dead_reason[idx] = 0;
 	arena_reset(&c->decoded);
 	dr = decode_event(rkm->payload, rkm->payload ? rkm->len : 0, (enum channel)(t + 1),
 	                  now_us(), &c->decoded, &ev, errmsg, sizeof(errmsg));
@@ -784,8 +792,8 @@ static void consumer_handle(struct consumer *c, rd_kafka_message_t *rkm)
 		    dlq_send(c->dlq, rkm, decode_reason_code(dr), errmsg) != 0)
 			goto oom;
 		c->batch_dead++;
-		c->batch_dead_channel[t]++;
-		c->batch_dead_reason[dr < DECODE_RESULT_COUNT ? dr : DECODE_DECODE_ERROR]++;
+		c->dead_reason[idx] =
+		    (uint8_t)((dr < DECODE_RESULT_COUNT ? dr : DECODE_DECODE_ERROR) + 1);
 	}
 	ps->read = rkm->offset + 1;
 	if (ps->first < 0)
@@ -985,8 +993,8 @@ static void consumer_register_metrics(struct consumer *c, struct metrics *reg)
 	struct consumer_metrics *m = &c->m;
 
 	m->events = metrics_counter(reg, "feedback_events_total",
-	                            "Consumed messages by channel and outcome, counted when their "
-	                            "batch commits.",
+	                            "Consumed messages by channel and outcome, counted when the "
+	                            "transaction that holds them commits.",
 	                            "channel,outcome");
 	m->dead_letters =
 	    metrics_counter(reg, "feedback_dead_letters_total",
@@ -1070,9 +1078,10 @@ struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t 
 	arena_init(&c->decoded, 0);
 	c->b = batch_new((size_t)opts->batch_max_events);
 	c->sources = calloc((size_t)opts->batch_max_events, sizeof(*c->sources));
+	c->dead_reason = calloc((size_t)opts->batch_max_events, sizeof(*c->dead_reason));
 	c->updates = calloc((size_t)opts->batch_max_events, sizeof(*c->updates));
 	c->db = db_new(opts->conninfo, opts->schema);
-	if (!c->b || !c->sources || !c->updates || !c->db) {
+	if (!c->b || !c->sources || !c->dead_reason || !c->updates || !c->db) {
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
@@ -1260,6 +1269,7 @@ void consumer_destroy(struct consumer *c)
 	batch_destroy(c->b);
 	arena_release(&c->decoded);
 	free(c->sources);
+	free(c->dead_reason);
 	free(c->updates);
 	for (int t = 0; t < CHANNEL_MAX; t++)
 		free(c->parts[t]);

@@ -5,6 +5,7 @@
  * the error left incomplete.
  */
 #include "consumer.h"
+#include "db.h"
 #include "dlq.h"
 #include "integration/fixture.h"
 #include "integration/harness.h"
@@ -32,8 +33,17 @@ __real_rd_kafka_incremental_assign(rd_kafka_t *rk,
 rd_kafka_error_t *
 __wrap_rd_kafka_incremental_assign(rd_kafka_t *rk,
                                    const rd_kafka_topic_partition_list_t *partitions);
+enum db_status __real_db_apply(struct db *db, const char *group, const char *const *topics,
+                               struct batch *b, size_t from, size_t to,
+                               const struct offset_update *u, size_t nu, char *errstr,
+                               size_t errstr_size);
+enum db_status __wrap_db_apply(struct db *db, const char *group, const char *const *topics,
+                               struct batch *b, size_t from, size_t to,
+                               const struct offset_update *u, size_t nu, char *errstr,
+                               size_t errstr_size);
 int __real_dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason,
                     const char *message);
+
 int __wrap_dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason,
                     const char *message);
 
@@ -42,6 +52,9 @@ static struct {
 	int refused;
 	int fail_dead_letters; /* dlq_send calls to fail, as when out of memory */
 	int failed;
+	/* db_apply: results to return in turn instead of applying (DB_OK: apply) */
+	enum db_status applies[4];
+	int n_applies, applied;
 } f;
 
 rd_kafka_resp_err_t __wrap_rd_kafka_assign(rd_kafka_t *rk,
@@ -65,6 +78,18 @@ __wrap_rd_kafka_incremental_assign(rd_kafka_t *rk,
 		return rd_kafka_error_new(RD_KAFKA_RESP_ERR__INVALID_ARG, "refused by the test");
 	}
 	return __real_rd_kafka_incremental_assign(rk, partitions);
+}
+
+enum db_status __wrap_db_apply(struct db *db, const char *group, const char *const *topics,
+                               struct batch *b, size_t from, size_t to,
+                               const struct offset_update *u, size_t nu, char *errstr,
+                               size_t errstr_size)
+{
+	if (f.applied < f.n_applies && f.applies[f.applied++] != DB_OK) {
+		snprintf(errstr, errstr_size, "refused by the test");
+		return f.applies[f.applied - 1];
+	}
+	return __real_db_apply(db, group, topics, b, from, to, u, nu, errstr, errstr_size);
 }
 
 int __wrap_dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason,
@@ -134,7 +159,7 @@ static void start(struct run *r, const struct fx_kafka *k, const char *schema, c
 	assert_int_equal(pthread_create(&r->thread, NULL, run_main, r), 0);
 }
 
-/* Waits up to timeout_ms for consumer_run to return by itself; then stops it. */
+/* Waits up to timeout_ms for consumer_run to return by itself; then stops it and joins. */
 static bool ended_by_itself(struct run *r, int timeout_ms)
 {
 	bool ended = false;
@@ -146,7 +171,6 @@ static bool ended_by_itself(struct run *r, int timeout_ms)
 	}
 	atomic_store(&r->stop, 1);
 	pthread_join(r->thread, NULL);
-	consumer_destroy(r->c);
 	return ended;
 }
 
@@ -169,6 +193,7 @@ static void test_refused_assignment(void **state)
 	start(&r, &k, schema, "g-assign", 50);
 	if (!ended_by_itself(&r, 30000))
 		fail_msg("the consumer ran on for 30 s after its assignment was refused");
+	consumer_destroy(r.c);
 	assert_int_equal(f.refused, 1);
 	assert_int_equal(r.rc, -1);
 	fx_teardown(&k, conn, schema);
@@ -205,10 +230,64 @@ static void test_fatal_batch_not_committed(void **state)
 	start(&r, &k, schema, "g-fatal", 5000);
 	if (!ended_by_itself(&r, 30000))
 		fail_msg("the consumer ran on for 30 s after a fatal error");
+	consumer_destroy(r.c);
 	assert_int_equal(f.failed, 1);
 	assert_int_equal(r.rc, -1);
 	assert_int_equal(harness_stored_offsets(conn, schema, "g-fatal"), 0);
 	assert_int_equal(harness_ledger_rows(conn, schema), 0);
+	fx_teardown(&k, conn, schema);
+	PQfinish(conn);
+}
+
+/*
+ * A batch of four events is refused as a whole (a row PostgreSQL refuses),
+ * split in two; the first half commits, the second fails the compare and
+ * set (another member moved on, as far as this consumer can tell). The
+ * second half is read again from the stored offset and commits. Each half
+ * counts once: consumed 4, accepted 4, though the split batch as a whole
+ * never committed.
+ */
+static void test_split_batch_counts_what_committed(void **state)
+{
+	PGconn *conn = harness_pg_connect();
+	char *schema = harness_fresh_schema(conn, "fc_split");
+	static const char *const ids[] = {"e-1", "e-2", "e-3", "e-4"};
+	struct fx_kafka k;
+	struct run r;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	fx_migrate(conn, schema);
+	fx_kafka_start(&k, 2);
+	for (size_t i = 0; i < 4; i++) {
+		const struct fx_event e = {.id = ids[i],
+		                           .at = "2026-11-20T10:03:00",
+		                           .r = {{1, 5, 0, 0, false}},
+		                           .n_ratings = 1};
+		uint8_t buf[256];
+		size_t len = fx_pack(&e, buf, sizeof(buf));
+
+		fx_produce(&k, fx_topics[0], 0, ids[i], buf, len);
+	}
+	fx_flush(&k);
+	f.applies[0] = DB_REJECTED; /* all four */
+	f.applies[1] = DB_OK;       /* e-1, e-2 */
+	f.applies[2] = DB_STALE;    /* e-3, e-4 */
+	f.n_applies = 3;            /* then e-3, e-4 again, applied */
+	start(&r, &k, schema, "g-split", 1000);
+	fx_wait_offsets(conn, schema, "g-split", 4, 30000);
+	assert_false(ended_by_itself(&r, 0));
+	const struct consumer_stats st = *consumer_stats(r.c);
+
+	consumer_destroy(r.c);
+	assert_int_equal(f.applied, 3);
+	assert_int_equal(harness_ledger_rows(conn, schema), 4);
+	assert_int_equal(st.stale_batches, 1);
+	assert_int_equal(st.consumed, 4);
+	assert_int_equal(st.accepted, 4);
+	assert_int_equal(st.duplicates, 0);
+	assert_int_equal(st.dead_lettered, 0);
+	assert_int_equal(st.batches, 1);
 	fx_teardown(&k, conn, schema);
 	PQfinish(conn);
 }
@@ -218,6 +297,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_refused_assignment),
 	    cmocka_unit_test(test_fatal_batch_not_committed),
+	    cmocka_unit_test(test_split_batch_counts_what_committed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
