@@ -775,13 +775,13 @@ static void consumer_handle(struct consumer *c, rd_kafka_message_t *rkm)
 	}
 	if (idx == 0)
 		c->batch_started_us = mono_us();
-	c->dead_reason[idx] = 0;
 	arena_reset(&c->decoded);
 	dr = decode_event(rkm->payload, rkm->payload ? rkm->len : 0, (enum channel)(t + 1),
 	                  now_us(), &c->decoded, &ev, errmsg, sizeof(errmsg));
 	if (dr == DECODE_OK) {
 		if (batch_add(c->b, t, rkm->partition, rkm->offset, &ev, &c->opts->policy) != 0)
 			goto oom;
+		c->dead_reason[idx] = 0; /* idx < the batch's capacity: batch_add took it */
 	} else {
 		struct log_ctx ctx = {rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset,
 		                      NULL};
