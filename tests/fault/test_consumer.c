@@ -174,30 +174,53 @@ static bool ended_by_itself(struct run *r, int timeout_ms)
 	return ended;
 }
 
+/* Each test: a migrated schema, a mock cluster of two partitions a topic, no fault armed. */
+struct world {
+	PGconn *conn;
+	char *schema;
+	struct fx_kafka k;
+};
+
+static int setup(void **state)
+{
+	struct world *w = calloc(1, sizeof(*w));
+
+	assert_non_null(w);
+	memset(&f, 0, sizeof(f));
+	w->conn = harness_pg_connect();
+	w->schema = harness_fresh_schema(w->conn, "fc_consumer");
+	fx_migrate(w->conn, w->schema);
+	fx_kafka_start(&w->k, 2);
+	*state = w;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct world *w = *state;
+
+	fx_teardown(&w->k, w->conn, w->schema);
+	PQfinish(w->conn);
+	free(w);
+	return 0;
+}
+
 /*
  * librdkafka refuses the first assignment: the partitions would be marked
  * ours yet never fetched. The consumer exits with an error instead.
  */
 static void test_refused_assignment(void **state)
 {
-	PGconn *conn = harness_pg_connect();
-	char *schema = harness_fresh_schema(conn, "fc_assign");
-	struct fx_kafka k;
+	struct world *w = *state;
 	struct run r;
 
-	(void)state;
-	memset(&f, 0, sizeof(f));
-	fx_migrate(conn, schema);
-	fx_kafka_start(&k, 2);
 	f.refuse_assignments = 1;
-	start(&r, &k, schema, "g-assign", 50);
+	start(&r, &w->k, w->schema, "g-assign", 50);
 	if (!ended_by_itself(&r, 30000))
 		fail_msg("the consumer ran on for 30 s after its assignment was refused");
 	consumer_destroy(r.c);
 	assert_int_equal(f.refused, 1);
 	assert_int_equal(r.rc, -1);
-	fx_teardown(&k, conn, schema);
-	PQfinish(conn);
 }
 
 /*
@@ -210,33 +233,24 @@ static void test_fatal_batch_not_committed(void **state)
 {
 	const struct fx_event good = {
 	    .id = "e-1", .at = "2026-11-20T10:03:00", .r = {{1, 5, 0, 0, false}}, .n_ratings = 1};
-	PGconn *conn = harness_pg_connect();
-	char *schema = harness_fresh_schema(conn, "fc_fatal");
-	struct fx_kafka k;
+	struct world *w = *state;
 	struct run r;
 	uint8_t buf[256];
-	size_t len;
+	size_t len = fx_pack(&good, buf, sizeof(buf));
 
-	(void)state;
-	memset(&f, 0, sizeof(f));
-	fx_migrate(conn, schema);
-	fx_kafka_start(&k, 2);
-	len = fx_pack(&good, buf, sizeof(buf));
-	fx_produce(&k, fx_topics[0], 0, "c-1", buf, len);
-	fx_produce(&k, fx_topics[0], 0, "c-2", "not protobuf", 12);
-	fx_flush(&k);
+	fx_produce(&w->k, fx_topics[0], 0, "c-1", buf, len);
+	fx_produce(&w->k, fx_topics[0], 0, "c-2", "not protobuf", 12);
+	fx_flush(&w->k);
 	f.fail_dead_letters = 1;
 	/* Both messages come in one fetch, long before the linger ends. */
-	start(&r, &k, schema, "g-fatal", 5000);
+	start(&r, &w->k, w->schema, "g-fatal", 5000);
 	if (!ended_by_itself(&r, 30000))
 		fail_msg("the consumer ran on for 30 s after a fatal error");
 	consumer_destroy(r.c);
 	assert_int_equal(f.failed, 1);
 	assert_int_equal(r.rc, -1);
-	assert_int_equal(harness_stored_offsets(conn, schema, "g-fatal"), 0);
-	assert_int_equal(harness_ledger_rows(conn, schema), 0);
-	fx_teardown(&k, conn, schema);
-	PQfinish(conn);
+	assert_int_equal(harness_stored_offsets(w->conn, w->schema, "g-fatal"), 0);
+	assert_int_equal(harness_ledger_rows(w->conn, w->schema), 0);
 }
 
 /*
@@ -249,16 +263,10 @@ static void test_fatal_batch_not_committed(void **state)
  */
 static void test_split_batch_counts_what_committed(void **state)
 {
-	PGconn *conn = harness_pg_connect();
-	char *schema = harness_fresh_schema(conn, "fc_split");
 	static const char *const ids[] = {"e-1", "e-2", "e-3", "e-4"};
-	struct fx_kafka k;
+	struct world *w = *state;
 	struct run r;
 
-	(void)state;
-	memset(&f, 0, sizeof(f));
-	fx_migrate(conn, schema);
-	fx_kafka_start(&k, 2);
 	for (size_t i = 0; i < 4; i++) {
 		const struct fx_event e = {.id = ids[i],
 		                           .at = "2026-11-20T10:03:00",
@@ -267,37 +275,36 @@ static void test_split_batch_counts_what_committed(void **state)
 		uint8_t buf[256];
 		size_t len = fx_pack(&e, buf, sizeof(buf));
 
-		fx_produce(&k, fx_topics[0], 0, ids[i], buf, len);
+		fx_produce(&w->k, fx_topics[0], 0, ids[i], buf, len);
 	}
-	fx_flush(&k);
+	fx_flush(&w->k);
 	f.applies[0] = DB_REJECTED; /* all four */
 	f.applies[1] = DB_OK;       /* e-1, e-2 */
 	f.applies[2] = DB_STALE;    /* e-3, e-4 */
 	f.n_applies = 3;            /* then e-3, e-4 again, applied */
-	start(&r, &k, schema, "g-split", 1000);
-	fx_wait_offsets(conn, schema, "g-split", 4, 30000);
+	start(&r, &w->k, w->schema, "g-split", 1000);
+	fx_wait_offsets(w->conn, w->schema, "g-split", 4, 30000);
 	assert_false(ended_by_itself(&r, 0));
 	const struct consumer_stats st = *consumer_stats(r.c);
 
 	consumer_destroy(r.c);
 	assert_int_equal(f.applied, 3);
-	assert_int_equal(harness_ledger_rows(conn, schema), 4);
+	assert_int_equal(harness_ledger_rows(w->conn, w->schema), 4);
 	assert_int_equal(st.stale_batches, 1);
 	assert_int_equal(st.consumed, 4);
 	assert_int_equal(st.accepted, 4);
 	assert_int_equal(st.duplicates, 0);
 	assert_int_equal(st.dead_lettered, 0);
 	assert_int_equal(st.batches, 1);
-	fx_teardown(&k, conn, schema);
-	PQfinish(conn);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_refused_assignment),
-	    cmocka_unit_test(test_fatal_batch_not_committed),
-	    cmocka_unit_test(test_split_batch_counts_what_committed),
+	    cmocka_unit_test_setup_teardown(test_refused_assignment, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fatal_batch_not_committed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_split_batch_counts_what_committed, setup,
+	                                    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
