@@ -231,14 +231,10 @@ static void test_refused_assignment(void **state)
  */
 static void test_fatal_batch_not_committed(void **state)
 {
-	const struct fx_event good = {
-	    .id = "e-1", .at = "2026-11-20T10:03:00", .r = {{1, 5, 0, 0, false}}, .n_ratings = 1};
 	struct world *w = *state;
 	struct run r;
-	uint8_t buf[256];
-	size_t len = fx_pack(&good, buf, sizeof(buf));
 
-	fx_produce(&w->k, fx_topics[0], 0, "c-1", buf, len);
+	fx_produce_csat(&w->k, fx_topics[0], 0, "e-1");
 	fx_produce(&w->k, fx_topics[0], 0, "c-2", "not protobuf", 12);
 	fx_flush(&w->k);
 	f.fail_dead_letters = 1;
@@ -267,16 +263,8 @@ static void test_split_batch_counts_what_committed(void **state)
 	struct world *w = *state;
 	struct run r;
 
-	for (size_t i = 0; i < 4; i++) {
-		const struct fx_event e = {.id = ids[i],
-		                           .at = "2026-11-20T10:03:00",
-		                           .r = {{1, 5, 0, 0, false}},
-		                           .n_ratings = 1};
-		uint8_t buf[256];
-		size_t len = fx_pack(&e, buf, sizeof(buf));
-
-		fx_produce(&w->k, fx_topics[0], 0, ids[i], buf, len);
-	}
+	for (size_t i = 0; i < 4; i++)
+		fx_produce_csat(&w->k, fx_topics[0], 0, ids[i]);
 	fx_flush(&w->k);
 	f.applies[0] = DB_REJECTED; /* all four */
 	f.applies[1] = DB_OK;       /* e-1, e-2 */

@@ -144,6 +144,16 @@ size_t fx_pack(const struct fx_event *e, uint8_t *buf, size_t size)
 	return feedback__v1__feedback_event__pack(&ev, buf);
 }
 
+void fx_produce_csat(struct fx_kafka *k, const char *topic, int32_t partition, const char *id)
+{
+	const struct fx_event e = {
+	    .id = id, .at = "2026-11-20T10:00:00", .r = {{1, 5, 0, 0, false}}, .n_ratings = 1};
+	uint8_t buf[512];
+	size_t len = fx_pack(&e, buf, sizeof(buf));
+
+	fx_produce(k, topic, partition, id, buf, len);
+}
+
 pid_t fx_consumer_start(const struct fx_kafka *k, const char *schema, const char *group,
                         const char *const *extra)
 {

@@ -56,6 +56,9 @@ struct fx_event {
 /* Packs e as FeedbackEvent; returns the length written to buf. */
 size_t fx_pack(const struct fx_event *e, uint8_t *buf, size_t size);
 
+/* Produces one valid event, id (also the key): CSAT 5 of 1-5 at 2026-11-20 10:00 UTC. */
+void fx_produce_csat(struct fx_kafka *k, const char *topic, int32_t partition, const char *id);
+
 /* Starts FC_BIN run against k, schema and group, with extra flags (NULL-terminated). */
 pid_t fx_consumer_start(const struct fx_kafka *k, const char *schema, const char *group,
                         const char *const *extra);

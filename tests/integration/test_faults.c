@@ -357,15 +357,10 @@ static void test_postgres_down_at_start(void **state)
 	free(schema);
 }
 
-/* One valid CSAT event of feedback.sms, partition 0, with id id. */
+/* One valid CSAT event of feedback.sms, partition 0, with id id, acknowledged. */
 static void produce_one(struct fx_kafka *k, const char *id)
 {
-	const struct fx_event e = {
-	    .id = id, .at = "2026-11-20T10:00:00", .r = {{1, 5, 0, 0, false}}, .n_ratings = 1};
-	uint8_t buf[512];
-	size_t len = fx_pack(&e, buf, sizeof(buf));
-
-	fx_produce(k, fx_topics[0], 0, id, buf, len);
+	fx_produce_csat(k, fx_topics[0], 0, id);
 	fx_flush(k);
 }
 
@@ -969,17 +964,6 @@ static void test_stale_replica(void **state)
 	free(schema);
 }
 
-/* Produces one CSAT 5 event, id, to feedback.sms partition p. */
-static void produce_sms(struct fx_kafka *k, int32_t p, const char *id)
-{
-	const struct fx_event e = {
-	    .id = id, .at = "2026-11-20T10:03:00", .r = {{1, 5, 0, 0, false}}, .n_ratings = 1};
-	uint8_t buf[256];
-	size_t len = fx_pack(&e, buf, sizeof(buf));
-
-	fx_produce(k, fx_topics[0], p, id, buf, len);
-}
-
 /*
  * offset.reset=latest, and a batch that fails the compare and set: its
  * partitions are read again from the stored offsets, and one with none
@@ -1009,7 +993,7 @@ static void test_resync_without_stored_offset(void **state)
 	pid_t pid = track(fx_consumer_start_logged(&k, schema, "g-latest", latest, log));
 	wait_log(log, "assigned", 1, 60000);
 	/* Committed, Q@0 shows the consumer positioned: P at its end, offset 0. */
-	produce_sms(&k, 0, "q-0");
+	fx_produce_csat(&k, fx_topics[0], 0, "q-0");
 	fx_flush(&k);
 	fx_wait_offsets(w->conn, schema, "g-latest", 1, 60000);
 	snprintf(sql, sizeof(sql),
@@ -1017,10 +1001,10 @@ static void test_resync_without_stored_offset(void **state)
 	         "AND topic = '%s' AND partition = 0",
 	         schema, fx_topics[0]);
 	harness_exec(w->conn, sql);
-	produce_sms(&k, 1, "p-0");
-	produce_sms(&k, 1, "p-1");
-	produce_sms(&k, 1, "p-2");
-	produce_sms(&k, 0, "q-1");
+	fx_produce_csat(&k, fx_topics[0], 1, "p-0");
+	fx_produce_csat(&k, fx_topics[0], 1, "p-1");
+	fx_produce_csat(&k, fx_topics[0], 1, "p-2");
+	fx_produce_csat(&k, fx_topics[0], 0, "q-1");
 	fx_flush(&k);
 	/* Q stays at 2, P reaches 3. */
 	fx_wait_offsets(w->conn, schema, "g-latest", 5, 60000);
