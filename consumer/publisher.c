@@ -3,6 +3,7 @@
 #include "db.h"
 #include "log.h"
 #include "pgconn.h"
+#include "trigger.h"
 
 #include <endian.h>
 #include <inttypes.h>
@@ -35,9 +36,12 @@ struct publisher {
 	pthread_t thread;
 	bool started;
 	atomic_int *stop;
-	/* Acknowledgements of the claimed rows, by claim index. */
-	bool acked[CLAIM_ROWS];
+	/* What became of each claimed row, by claim index (enum claim_state). */
+	unsigned char state[CLAIM_ROWS];
+	bool trimmed[CLAIM_ROWS]; /* produced without its comment */
 	int pending;
+	/* Rows up to this id that cannot be sent were logged once already. */
+	int64_t stuck_logged;
 	_Atomic unsigned long long sent, failed;
 	_Atomic long long backlog, oldest_age;
 	int64_t next_prune_us, next_backlog_us;
@@ -55,6 +59,26 @@ struct publisher {
 	int64_t next_full_scan_us;
 };
 
+/*
+ * A claimed row is produced, and acknowledged or not. One too large for
+ * the topic goes again without its comment; one too large even so stays
+ * unsent, logged, and is passed over so that the rows after it go out.
+ */
+enum claim_state {
+	CLAIM_UNSENT,
+	CLAIM_INFLIGHT,
+	CLAIM_ACKED,
+	CLAIM_TOO_LARGE, /* the broker refused it for its size */
+	CLAIM_STUCK,     /* too large without its comment, or nothing to leave out */
+	CLAIM_FAILED,    /* not delivered: the broker is down, or slow */
+};
+
+static bool too_large(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+	       err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
 static int64_t mono_us(void)
 {
 	struct timespec ts;
@@ -70,9 +94,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
 
 	(void)rk;
 	p->pending--;
-	if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR && i >= 0 && i < CLAIM_ROWS) {
-		p->acked[i] = true;
+	if (i < 0 || i >= CLAIM_ROWS)
+		return;
+	if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		p->state[i] = CLAIM_ACKED;
+	} else if (too_large(rkm->err)) {
+		p->state[i] = CLAIM_TOO_LARGE;
 	} else {
+		p->state[i] = CLAIM_FAILED;
 		p->failed++;
 		if (!p->broker_down)
 			log_warn("recovery trigger not delivered to \"%s\": %s; it stays queued",
@@ -256,20 +285,104 @@ static int64_t claimed_id(const PGresult *res, int i)
 	return (int64_t)be64toh(be);
 }
 
+/* Produces claimed row i: as queued, or without its comment once trimmed. */
+static rd_kafka_resp_err_t pub_produce(struct publisher *p, const PGresult *res, int i)
+{
+	const uint8_t *value = (const uint8_t *)PQgetvalue(res, i, 2);
+	size_t len = (size_t)PQgetlength(res, i, 2);
+	uint8_t *trimmed = NULL;
+
+	if (p->trimmed[i]) {
+		trimmed = trigger_without_comment(value, len, &len);
+		if (trimmed == NULL)
+			return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; /* no smaller form */
+		value = trimmed;
+	}
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+	    p->rk, RD_KAFKA_V_TOPIC(p->opts->topic),
+	    RD_KAFKA_V_KEY(PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1)),
+	    RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_OPAQUE((void *)(intptr_t)i), RD_KAFKA_V_END);
+	free(trimmed);
+	return err;
+}
+
+/* A row too large for the topic even without its comment: logged once. */
+static void pub_stuck(struct publisher *p, const PGresult *res, int i)
+{
+	int64_t id = claimed_id(res, i);
+
+	p->state[i] = CLAIM_STUCK;
+	if (id <= p->stuck_logged)
+		return;
+	p->stuck_logged = id;
+	p->failed++;
+	log_error("recovery trigger %s of %d bytes cannot be sent: too large for \"%s\" even "
+	          "without its comment; it stays unsent in the outbox (id %lld)",
+	          PQgetvalue(res, i, 3), PQgetlength(res, i, 2), p->opts->topic, (long long)id);
+}
+
+/*
+ * Produces the claimed rows not yet in flight (trimming those the producer
+ * or the broker refused for their size), then waits for the broker;
+ * what it has not acknowledged in time is withdrawn and stays unsent.
+ */
+static void pub_send(struct publisher *p, const PGresult *res, int rows)
+{
+	for (int i = 0; i < rows; i++) {
+		if (p->state[i] == CLAIM_TOO_LARGE) {
+			if (p->trimmed[i]) {
+				pub_stuck(p, res, i);
+				continue;
+			}
+			p->trimmed[i] = true;
+		} else if (p->state[i] != CLAIM_UNSENT) {
+			continue;
+		}
+		rd_kafka_resp_err_t err = pub_produce(p, res, i);
+		if (too_large(err) && !p->trimmed[i]) {
+			p->trimmed[i] = true;
+			err = pub_produce(p, res, i);
+		}
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			p->state[i] = CLAIM_INFLIGHT;
+			p->pending++;
+		} else if (too_large(err)) {
+			pub_stuck(p, res, i);
+		} else {
+			/* The rest of the claim waits for the next one. */
+			p->failed++;
+			log_warn("recovery publisher: producing: %s", rd_kafka_err2str(err));
+			break;
+		}
+	}
+	int64_t deadline = mono_us() + ACK_TIMEOUT_MS * 1000LL;
+	while (p->pending > 0 && mono_us() < deadline)
+		rd_kafka_poll(p->rk, 50);
+	if (p->pending > 0) {
+		/* Not acknowledged in time: withdraw them; the rows stay unsent. */
+		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		while (p->pending > 0)
+			rd_kafka_poll(p->rk, 50);
+	}
+}
+
 /*
  * Claims up to CLAIM_ROWS unsent rows, produces them, waits for the
  * broker, and marks the acknowledged ones sent. Returns the number of rows
- * claimed (CLAIM_ROWS: more may wait), or -1 when the connection failed.
+ * claimed (CLAIM_ROWS: more may wait), 0 when some were not delivered, or
+ * -1 when the connection failed.
  */
 static int pub_drain_once(struct publisher *p)
 {
-	static const char claim[] = "SELECT id, customer_id, payload FROM recovery_outbox "
-	                            "WHERE sent_at IS NULL AND id > $1::int8 ORDER BY id LIMIT 500 "
-	                            "FOR UPDATE SKIP LOCKED";
+	static const char claim[] =
+	    "SELECT id, customer_id, payload, trigger_id FROM recovery_outbox "
+	    "WHERE sent_at IS NULL AND id > $1::int8 ORDER BY id LIMIT 500 "
+	    "FOR UPDATE SKIP LOCKED";
 	PGresult *res = NULL;
 	char *ids = NULL, after[24];
 	const char *claim_params[1] = {after};
-	int rows = 0, acked = 0;
+	int rows = 0, acked = 0, stuck = 0;
 	int64_t last_id = 0;
 
 	if (mono_us() >= p->next_full_scan_us) {
@@ -286,30 +399,16 @@ static int pub_drain_once(struct publisher *p)
 		return -1;
 	}
 	rows = PQntuples(res);
-	memset(p->acked, 0, sizeof(p->acked));
+	memset(p->state, CLAIM_UNSENT, sizeof(p->state));
+	memset(p->trimmed, 0, sizeof(p->trimmed));
 	p->pending = 0;
+	pub_send(p, res, rows);
+	/* A second round for the rows the broker refused for their size. */
 	for (int i = 0; i < rows; i++) {
-		rd_kafka_resp_err_t err = rd_kafka_producev(
-		    p->rk, RD_KAFKA_V_TOPIC(p->opts->topic),
-		    RD_KAFKA_V_KEY(PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1)),
-		    RD_KAFKA_V_VALUE(PQgetvalue(res, i, 2), (size_t)PQgetlength(res, i, 2)),
-		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		    RD_KAFKA_V_OPAQUE((void *)(intptr_t)i), RD_KAFKA_V_END);
-		if (err) {
-			p->failed++;
-			log_warn("recovery publisher: producing: %s", rd_kafka_err2str(err));
+		if (p->state[i] == CLAIM_TOO_LARGE) {
+			pub_send(p, res, rows);
 			break;
 		}
-		p->pending++;
-	}
-	int64_t deadline = mono_us() + ACK_TIMEOUT_MS * 1000LL;
-	while (p->pending > 0 && mono_us() < deadline)
-		rd_kafka_poll(p->rk, 50);
-	if (p->pending > 0) {
-		/* Not acknowledged in time: withdraw them; the rows stay unsent. */
-		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-		while (p->pending > 0)
-			rd_kafka_poll(p->rk, 50);
 	}
 
 	/* The ids of acknowledged rows, as an int8[] literal. */
@@ -321,8 +420,17 @@ static int pub_drain_once(struct publisher *p)
 	}
 	ids[len++] = '{';
 	for (int i = 0; i < rows; i++) {
-		if (!p->acked[i])
+		if (p->state[i] == CLAIM_TOO_LARGE) /* refused again, trimmed */
+			pub_stuck(p, res, i);
+		if (p->state[i] == CLAIM_STUCK)
+			stuck++;
+		if (p->state[i] != CLAIM_ACKED)
 			continue;
+		if (p->trimmed[i])
+			log_warn(
+			    "recovery trigger %s was too large for \"%s\" and went without its "
+			    "comment",
+			    PQgetvalue(res, i, 3), p->opts->topic);
 		len += (size_t)snprintf(ids + len, cap - len, "%s%lld", acked ? "," : "",
 		                        (long long)claimed_id(res, i));
 		acked++;
@@ -352,18 +460,23 @@ static int pub_drain_once(struct publisher *p)
 	if (!pub_exec_ok(p, "COMMIT", "committing"))
 		return -1;
 	p->sent += (unsigned long long)acked;
-	/* Draining a backlog, all sent: the next claim starts after these rows. */
-	if (rows == CLAIM_ROWS && acked == rows) {
+	/*
+	 * Draining a backlog, all sent or unsendable: the next claim starts
+	 * after these rows. Unsendable rows are claimed again by the scans
+	 * from the start, and passed over again.
+	 */
+	bool done = acked + stuck == rows;
+	if (rows == CLAIM_ROWS && done) {
 		p->after = last_id;
 	} else {
 		p->after = 0;
 		p->next_full_scan_us = mono_us() + FULL_SCAN_US;
 	}
-	if (acked == rows && rows > 0 && p->broker_down) {
+	if (done && acked > 0 && p->broker_down) {
 		log_info("recovery topic \"%s\" is writable again", p->opts->topic);
 		p->broker_down = false;
 	}
-	return acked < rows ? 0 : rows;
+	return done ? rows : 0;
 }
 
 static void pub_check_backlog(struct publisher *p)

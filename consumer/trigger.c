@@ -4,6 +4,7 @@
 #include "kpi.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static Google__Protobuf__Timestamp *timestamp_new(struct arena *a, int64_t us)
@@ -98,5 +99,29 @@ uint8_t *trigger_pack(const struct event *ev, const struct rules_decision *d, in
 	if (buf == NULL)
 		return NULL;
 	feedback__v1__recovery_trigger__pack(&t, buf);
+	return buf;
+}
+
+uint8_t *trigger_without_comment(const uint8_t *payload, size_t len, size_t *out_len)
+{
+	Feedback__V1__RecoveryTrigger *t =
+	    feedback__v1__recovery_trigger__unpack(NULL, len, payload);
+	uint8_t *buf = NULL;
+
+	if (t == NULL)
+		return NULL;
+	if (t->comment != NULL && t->comment[0] != '\0') {
+		/* The string belongs to the unpacked message: free_unpacked frees it. */
+		char *comment = t->comment;
+
+		t->comment = (char *)protobuf_c_empty_string;
+		t->comment_left_out = true;
+		*out_len = feedback__v1__recovery_trigger__get_packed_size(t);
+		buf = malloc(*out_len ? *out_len : 1);
+		if (buf != NULL)
+			feedback__v1__recovery_trigger__pack(t, buf);
+		t->comment = comment;
+	}
+	feedback__v1__recovery_trigger__free_unpacked(t, NULL);
 	return buf;
 }

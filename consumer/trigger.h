@@ -23,4 +23,12 @@
 uint8_t *trigger_pack(const struct event *ev, const struct rules_decision *d, int64_t detected_us,
                       struct arena *a, size_t *len);
 
+/*
+ * The packed trigger payload (len bytes) again without its comment, with
+ * comment_left_out set: for a trigger too large for the recovery topic.
+ * malloc'd, *out_len its size; NULL when it has no comment to leave out,
+ * does not decode, or memory runs out.
+ */
+uint8_t *trigger_without_comment(const uint8_t *payload, size_t len, size_t *out_len);
+
 #endif
