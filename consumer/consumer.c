@@ -33,9 +33,16 @@ struct consumer_metrics {
 /* What this consumer knows of one partition. */
 struct part_state {
 	bool owned;
-	int64_t next;    /* stored next offset in PostgreSQL; -1: none stored */
-	int64_t read;    /* the offset after the last message taken; -1: none since assigned */
-	int64_t first;   /* the offset of the first message taken since positioned; -1: none */
+	int64_t next; /* stored next offset in PostgreSQL; -1: none stored */
+	int64_t read; /* the offset after the last message taken; -1: none since assigned */
+	/*
+	 * Where this consumer began to read the partition while PostgreSQL held
+	 * no offset for it: a resync, a re-assignment or a stored offset lost
+	 * with an asynchronous commit go back there. An offset, or
+	 * RD_KAFKA_OFFSET_BEGINNING; kept for the process's life.
+	 */
+	bool has_origin;
+	int64_t origin;
 	int64_t woke_at; /* read when consumer_wake_fetcher last sought it; -1: never */
 };
 
@@ -353,11 +360,55 @@ static bool consumer_load_offsets(struct consumer *c, const char *topic, const i
 }
 
 /*
- * Sets each partition of list to its stored offset (or the configured start)
- * and records it as owned. False when stop or a fatal error came first.
+ * The end offsets of the partitions of list whose offset is
+ * RD_KAFKA_OFFSET_END, made their origin: with offset.reset=latest, the
+ * start of a partition with nothing stored has to be a number, as the end
+ * moves on while the messages after it wait to be read. A partition the
+ * broker does not answer for stays at the end; its first message taken
+ * becomes its origin.
+ */
+static void consumer_resolve_latest(struct consumer *c, rd_kafka_topic_partition_list_t *list)
+{
+	rd_kafka_topic_partition_list_t *ends = rd_kafka_topic_partition_list_new(list->cnt);
+
+	if (ends == NULL)
+		return;
+	for (int i = 0; i < list->cnt; i++)
+		if (list->elems[i].offset == RD_KAFKA_OFFSET_END)
+			rd_kafka_topic_partition_list_add(ends, list->elems[i].topic,
+			                                  list->elems[i].partition)
+			    ->offset = RD_KAFKA_OFFSET_END; /* as a timestamp: the latest */
+	rd_kafka_resp_err_t err = ends->cnt > 0 ? rd_kafka_offsets_for_times(c->rk, ends, 10000)
+	                                        : RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (err)
+		log_warn("the end offsets of %d partitions with nothing stored: %s; they start at "
+		         "their end",
+		         ends->cnt, rd_kafka_err2str(err));
+	for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < ends->cnt; i++) {
+		rd_kafka_topic_partition_t *e = &ends->elems[i];
+		rd_kafka_topic_partition_t *tp =
+		    rd_kafka_topic_partition_list_find(list, e->topic, e->partition);
+		int t = topic_index(c, e->topic);
+		struct part_state *ps = t >= 0 ? part_get(c, t, e->partition) : NULL;
+
+		if (e->err || e->offset < 0 || tp == NULL || ps == NULL)
+			continue;
+		tp->offset = e->offset;
+		ps->has_origin = true;
+		ps->origin = e->offset;
+	}
+	rd_kafka_topic_partition_list_destroy(ends);
+}
+
+/*
+ * Sets each partition of list to its stored offset, or, with none stored,
+ * to its origin, or else to the configured start, and records it as owned.
+ * False when stop or a fatal error came first.
  */
 static bool consumer_position(struct consumer *c, rd_kafka_topic_partition_list_t *list)
 {
+	bool latest = false;
+
 	for (int i = 0; i < list->cnt; i++) {
 		rd_kafka_topic_partition_t *tp = &list->elems[i];
 		int t = topic_index(c, tp->topic);
@@ -366,32 +417,32 @@ static bool consumer_position(struct consumer *c, rd_kafka_topic_partition_list_
 
 		if (t < 0 || (ps = part_get(c, t, tp->partition)) == NULL)
 			continue;
-		/* Moved back while owned (a resync): where this consumer began to read it. */
-		int64_t began = ps->owned ? ps->first : -1;
-
 		if (!consumer_load_offsets(c, tp->topic, &tp->partition, 1, &next))
 			return false;
 		ps->owned = true;
 		ps->next = next;
 		ps->read = -1;
-		ps->first = -1;
 		ps->woke_at = -1;
 		if (next >= 0) {
 			tp->offset = next;
-		} else if (began >= 0) {
+		} else if (ps->has_origin) {
 			/*
-			 * Nothing stored yet, and what was read since has to be read
-			 * again: the configured start would be the end of the log again
-			 * with offset.reset=latest, past the messages of the batch that
-			 * did not commit.
+			 * Nothing stored (yet, or any more), and what was read since
+			 * the origin has to be read again: the end of the log would
+			 * be past the messages of a batch that did not commit.
 			 */
-			tp->offset = began;
-			ps->first = began;
+			tp->offset = ps->origin;
+		} else if (!c->opts->start_latest) {
+			tp->offset = RD_KAFKA_OFFSET_BEGINNING;
+			ps->has_origin = true;
+			ps->origin = RD_KAFKA_OFFSET_BEGINNING;
 		} else {
-			tp->offset =
-			    c->opts->start_latest ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
+			tp->offset = RD_KAFKA_OFFSET_END;
+			latest = true;
 		}
 	}
+	if (latest)
+		consumer_resolve_latest(c, list);
 	return true;
 }
 
@@ -796,8 +847,10 @@ static void consumer_handle(struct consumer *c, rd_kafka_message_t *rkm)
 		    (uint8_t)((dr < DECODE_RESULT_COUNT ? dr : DECODE_DECODE_ERROR) + 1);
 	}
 	ps->read = rkm->offset + 1;
-	if (ps->first < 0)
-		ps->first = rkm->offset;
+	if (!ps->has_origin && ps->next < 0) { /* positioned at an end the broker did not tell */
+		ps->has_origin = true;
+		ps->origin = rkm->offset;
+	}
 	/* batch_add recorded the message at idx on both paths. Kept: what may be dead-lettered. */
 	if ((c->b->msgs[idx].event >= 0 || c->b->msgs[idx].repeat_of >= 0) &&
 	    consumer_keep_source(c, idx, t, rkm) != 0)
