@@ -27,6 +27,9 @@ static const struct config_key keys[] = {
      "group members in this process, each with its own postgresql connection"},
     {"database.check.interval", CONFIG_DURATION, "5s", 100, DAY_MS, NULL,
      "while idle, how often /readyz checks that postgresql answers"},
+    {"database.idle.transaction.timeout", CONFIG_DURATION, "60s", 15000, DAY_MS, NULL,
+     "postgresql ends a session of this process idle this long in a transaction (a frozen "
+     "or lost replica), freeing its locks"},
     {"database.retry.max", CONFIG_DURATION, "30s", 100, DAY_MS, NULL,
      "longest pause between database retries"},
     {"database.schema", CONFIG_STRING, "feedback", 0, 0, NULL, "postgresql schema of every object"},

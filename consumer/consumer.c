@@ -1139,6 +1139,7 @@ struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t 
 		goto fail;
 	}
 	db_set_recovery(c->db, opts->recovery);
+	db_set_idle_timeout(c->db, opts->idle_tx_timeout_ms);
 	if (opts->synchronous_commit &&
 	    db_set_synchronous_commit(c->db, opts->synchronous_commit) != 0) {
 		snprintf(errstr, errstr_size, "out of memory");

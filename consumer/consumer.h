@@ -25,6 +25,7 @@ struct consumer_opts {
 	int db_retry_max_ms;            /* cap of the backoff between database attempts */
 	int db_check_interval_ms;       /* idle: how often the connection is checked */
 	const char *synchronous_commit; /* of the ingest transactions */
+	int64_t idle_tx_timeout_ms;     /* idle_in_transaction_session_timeout; 0: the server's */
 	struct kpi_policy policy;
 	const struct rules_policy *recovery; /* NULL: no recovery triggers */
 	struct metrics *metrics;             /* the feedback_* families go here; NULL: none */

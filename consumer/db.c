@@ -25,8 +25,9 @@ struct db {
 	PGconn *conn;
 	/* COPY data and array literals of the current transaction; reused. */
 	struct pgbuf out;
-	char sqlstate[6];         /* of the last error; "" when it had none */
-	char *synchronous_commit; /* NULL: the server's setting */
+	char sqlstate[6];           /* of the last error; "" when it had none */
+	char *synchronous_commit;   /* NULL: the server's setting */
+	int64_t idle_tx_timeout_ms; /* 0: the server's setting */
 	/* Service recovery: enabled when policy is set. */
 	bool recovery;
 	struct rules_policy policy;
@@ -271,6 +272,11 @@ int db_set_synchronous_commit(struct db *db, const char *value)
 	return 0;
 }
 
+void db_set_idle_timeout(struct db *db, int64_t ms)
+{
+	db->idle_tx_timeout_ms = ms;
+}
+
 void db_set_recovery(struct db *db, const struct rules_policy *p)
 {
 	db->recovery = p != NULL;
@@ -452,6 +458,12 @@ enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
 		/* A value of the config table's enum: nothing to quote. */
 		snprintf(sql, sizeof(sql), "SET synchronous_commit TO %s", db->synchronous_commit);
 		st = db_exec(db, sql, "setting synchronous_commit", errstr, errstr_size);
+	}
+	if (st == DB_OK && db->idle_tx_timeout_ms > 0) {
+		snprintf(sql, sizeof(sql), "SET idle_in_transaction_session_timeout TO %lld",
+		         (long long)db->idle_tx_timeout_ms);
+		st = db_exec(db, sql, "setting idle_in_transaction_session_timeout", errstr,
+		             errstr_size);
 	}
 	for (size_t i = 0; st == DB_OK && i < sizeof(setup_sql) / sizeof(setup_sql[0]); i++)
 		st = db_exec(db, setup_sql[i], "creating the staging tables", errstr, errstr_size);

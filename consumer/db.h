@@ -74,6 +74,14 @@ void db_look_up_first(struct db *db, int batches);
  */
 int db_set_synchronous_commit(struct db *db, const char *value);
 
+/*
+ * The idle_in_transaction_session_timeout of the connection (applied at
+ * the next db_connect; 0: the server's). A process frozen or cut off
+ * inside a transaction would otherwise hold its row locks, which every
+ * other replica's batch waits for, until TCP gives up on it: hours.
+ */
+void db_set_idle_timeout(struct db *db, int64_t ms);
+
 /* Connects (again), checks the schema is migrated, prepares statements. */
 enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size);
 

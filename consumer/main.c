@@ -328,6 +328,7 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 	    .db_retry_max_ms = (int)config_get_int(cfg, "database.retry.max"),
 	    .db_check_interval_ms = (int)config_get_int(cfg, "database.check.interval"),
 	    .synchronous_commit = config_get(cfg, "database.synchronous.commit"),
+	    .idle_tx_timeout_ms = config_get_int(cfg, "database.idle.transaction.timeout"),
 	    .policy =
 	        {
 	            .service_level_seconds = (uint32_t)config_get_int(cfg, "sla.seconds"),
@@ -344,6 +345,7 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 	    .topic = config_get(cfg, "topic.recovery"),
 	    .retention_ms = config_get_int(cfg, "recovery.outbox.retention"),
 	    .db_retry_max_ms = opts.db_retry_max_ms,
+	    .idle_tx_timeout_ms = opts.idle_tx_timeout_ms,
 	};
 	static atomic_int publisher_stop;
 	char errstr[512];

@@ -19,7 +19,10 @@
 
 /* Rows claimed per transaction. */
 #define CLAIM_ROWS 500
-/* Longest wait for the broker before the claimed rows are released again. */
+/*
+ * Longest wait for the broker before the claimed rows are released again;
+ * under database.idle.transaction.timeout's least value (15 s).
+ */
 #define ACK_TIMEOUT_MS 10000
 /* Longest time between claims that scan the outbox from its first unsent row. */
 #define FULL_SCAN_US 1000000
@@ -268,6 +271,19 @@ static bool pub_connect(struct publisher *p)
 		pub_disconnect(p);
 		return false;
 	}
+	/*
+	 * A claim holds its rows locked while the broker acknowledges them.
+	 * A publisher frozen or cut off meanwhile would keep every other
+	 * replica's publisher off them until TCP gives up on it: hours.
+	 */
+	if (p->opts->idle_tx_timeout_ms > 0) {
+		snprintf(sql, sizeof(sql), "SET idle_in_transaction_session_timeout TO %lld",
+		         (long long)p->opts->idle_tx_timeout_ms);
+		if (!pub_exec_ok(p, sql, "setting idle_in_transaction_session_timeout")) {
+			pub_disconnect(p);
+			return false;
+		}
+	}
 	snprintf(sql, sizeof(sql), "LISTEN %s", p->channel);
 	if (!pub_exec_ok(p, sql, "listening for new triggers")) {
 		pub_disconnect(p);
@@ -324,10 +340,11 @@ static void pub_stuck(struct publisher *p, const PGresult *res, int i)
 
 /*
  * Produces the claimed rows not yet in flight (trimming those the producer
- * or the broker refused for their size), then waits for the broker;
- * what it has not acknowledged in time is withdrawn and stays unsent.
+ * or the broker refused for their size), then waits for the broker until
+ * deadline_us; what it has not acknowledged by then is withdrawn and stays
+ * unsent.
  */
-static void pub_send(struct publisher *p, const PGresult *res, int rows)
+static void pub_send(struct publisher *p, const PGresult *res, int rows, int64_t deadline_us)
 {
 	for (int i = 0; i < rows; i++) {
 		if (p->state[i] == CLAIM_TOO_LARGE) {
@@ -356,8 +373,7 @@ static void pub_send(struct publisher *p, const PGresult *res, int rows)
 			break;
 		}
 	}
-	int64_t deadline = mono_us() + ACK_TIMEOUT_MS * 1000LL;
-	while (p->pending > 0 && mono_us() < deadline)
+	while (p->pending > 0 && mono_us() < deadline_us)
 		rd_kafka_poll(p->rk, 50);
 	if (p->pending > 0) {
 		/* Not acknowledged in time: withdraw them; the rows stay unsent. */
@@ -402,11 +418,13 @@ static int pub_drain_once(struct publisher *p)
 	memset(p->state, CLAIM_UNSENT, sizeof(p->state));
 	memset(p->trimmed, 0, sizeof(p->trimmed));
 	p->pending = 0;
-	pub_send(p, res, rows);
+	/* One deadline for the claim: its rows stay locked, the transaction idle, meanwhile. */
+	int64_t deadline = mono_us() + ACK_TIMEOUT_MS * 1000LL;
+	pub_send(p, res, rows, deadline);
 	/* A second round for the rows the broker refused for their size. */
 	for (int i = 0; i < rows; i++) {
 		if (p->state[i] == CLAIM_TOO_LARGE) {
-			pub_send(p, res, rows);
+			pub_send(p, res, rows, deadline);
 			break;
 		}
 	}

@@ -23,6 +23,7 @@ struct publisher_opts {
 	const char *topic;
 	int64_t retention_ms; /* sent rows older than this are deleted */
 	int db_retry_max_ms;
+	int64_t idle_tx_timeout_ms; /* idle_in_transaction_session_timeout; 0: the server's */
 };
 
 struct publisher_stats {

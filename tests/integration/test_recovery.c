@@ -460,6 +460,59 @@ static void test_sigkill_before_ack(void **state)
 	PQfinish(conn);
 }
 
+/* Whether the publisher of the frozen process holds a claim: idle in a transaction. */
+static long long publishers_in_claim(PGconn *conn)
+{
+	return harness_query_int(conn, "SELECT count(*) FROM pg_stat_activity WHERE "
+	                               "application_name = 'feedback-consumer publisher' AND "
+	                               "state = 'idle in transaction'");
+}
+
+/*
+ * A replica frozen while its publisher holds a claim (SIGSTOP: a node
+ * gone, its TCP connection still up): PostgreSQL ends that session after
+ * database.idle.transaction.timeout, and another replica's publisher sends
+ * the triggers, instead of passing over their locked rows for hours.
+ */
+static void test_frozen_publisher_frees_its_claim(void **state)
+{
+	const char *const extra[] = {"--database.idle.transaction.timeout=15s", NULL};
+	PGconn *conn = harness_pg_connect();
+	char *schema = harness_fresh_schema(conn, "fc_recovery_frozen");
+	struct fx_kafka k;
+	pid_t a = -1, b;
+	bool held = false;
+
+	(void)state;
+	fx_migrate(conn, schema);
+	fx_kafka_start(&k, PARTITIONS);
+	produce(&k, stream, STREAM_MESSAGES);
+	recovery_leader(&k, -1);
+	a = fx_consumer_start(&k, schema, "g-frozen", extra);
+	fx_wait_offsets(conn, schema, "g-frozen", STREAM_MESSAGES, 60000);
+	/* Frozen in a claim: a claim waits 10 s for the broker, then another begins. */
+	for (int attempt = 0; attempt < 5 && !held; attempt++) {
+		for (int w = 0; w < 300 && publishers_in_claim(conn) == 0; w++)
+			usleep(50000);
+		kill(a, SIGSTOP);
+		held = publishers_in_claim(conn) == 1;
+		if (!held)
+			kill(a, SIGCONT);
+	}
+	assert_true(held);
+	recovery_leader(&k, 1);
+	b = fx_consumer_start(&k, schema, "g-frozen", extra);
+	wait_all_sent(conn, schema, 45000);
+	assert_int_equal(outbox_count(conn, schema, false), N_EXPECTED_STREAM);
+	assert_int_equal(fx_consumer_stop(b, SIGTERM, 20000), 0);
+	/* Killed as it is: continued, it would deliver what it still holds. */
+	assert_int_equal(fx_consumer_stop(a, SIGKILL, 10000), 128 + SIGKILL);
+	assert_int_equal(check_topic(&k, N_EXPECTED_STREAM), N_EXPECTED_STREAM);
+
+	fx_teardown(&k, conn, schema);
+	PQfinish(conn);
+}
+
 static bool log_contains(const char *path, const char *needle)
 {
 	char line[4096];
@@ -630,6 +683,7 @@ int main(void)
 	    cmocka_unit_test(test_fixed_stream),
 	    cmocka_unit_test(test_long_schema_name),
 	    cmocka_unit_test(test_sigkill_before_ack),
+	    cmocka_unit_test(test_frozen_publisher_frees_its_claim),
 	    cmocka_unit_test(test_broker_refuses_then_recovers),
 	    cmocka_unit_test(test_first_trigger_knows_the_leader),
 	    cmocka_unit_test(test_state_lookups_use_the_index),
