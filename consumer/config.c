@@ -238,42 +238,74 @@ static bool valid_address(const char *s)
 }
 
 /*
+ * In a URI, libpq's host part ends at the first '/' or '?', and its user
+ * name and password end at the first '@'. A password with an unencoded
+ * '/' or '@' (common in generated ones) parses all the same, as a host,
+ * a port or a database name, which errors and logs would then show.
+ */
+static bool uri_userinfo_encoded(const char *s)
+{
+	const char *scheme = strstr(s, "://");
+
+	if (scheme == NULL ||
+	    (strncmp(s, "postgresql://", 13) != 0 && strncmp(s, "postgres://", 11) != 0))
+		return true;
+	const char *auth = scheme + 3, *auth_end = auth + strcspn(auth, "/?");
+	const char *at = memchr(auth, '@', (size_t)(auth_end - auth));
+	const char *query = auth_end + strcspn(auth_end, "?");
+
+	if (at && memchr(at + 1, '@', (size_t)(auth_end - at - 1)))
+		return false;
+	return at != NULL || memchr(auth_end, '@', (size_t)(query - auth_end)) == NULL;
+}
+
+/*
  * A connection string libpq can parse. Its parse errors quote the text
  * they stumbled on, which may be the password (an unencoded '%' in a
- * URI's password, say): the reason keeps libpq's words, every quoted
- * span becomes "...".
+ * URI's password, say), itself perhaps with quotes in it: the reason keeps
+ * libpq's words up to the first quote and after the last one, what lies
+ * between becomes "...".
  */
 static bool valid_conninfo(const char *s, char *why, size_t why_size)
 {
 	char *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(s, &err);
-	size_t n = 0;
+	PQconninfoOption *opts = NULL;
 
+	if (!uri_userinfo_encoded(s)) {
+		snprintf(why, why_size,
+		         "is a URI whose user name or password holds a '/', '?' or '@': "
+		         "percent-encode them (%%2F, %%3F, %%40)");
+		return false;
+	}
+	opts = PQconninfoParse(s, &err);
 	if (opts) {
 		PQconninfoFree(opts);
 		return true;
 	}
-	int len = snprintf(why, why_size, "is not a libpq connection string or URI");
-	if (err && len >= 0 && (size_t)len + 3 < why_size) {
-		n = (size_t)len;
-		why[n++] = ':';
-		why[n++] = ' ';
-		for (const char *e = err; *e && *e != '\n' && n + 6 < why_size; e++) {
-			if (*e != '"') {
-				why[n++] = *e;
-				continue;
-			}
-			const char *close = strchr(e + 1, '"');
-			if (close == NULL)
-				break;
-			memcpy(why + n, "\"...\"", 5);
-			n += 5;
-			e = close;
-		}
-		why[n] = '\0';
+	if (err == NULL) {
+		snprintf(why, why_size, "is not a libpq connection string or URI");
+		return false;
 	}
+	size_t line = strcspn(err, "\n");
+	const char *open = memchr(err, '"', line), *close = NULL;
+
+	for (const char *e = err; e < err + line; e++)
+		if (*e == '"')
+			close = e;
+	if (open == NULL)
+		snprintf(why, why_size, "is not a libpq connection string or URI: %.*s", (int)line,
+		         err);
+	else
+		snprintf(why, why_size, "is not a libpq connection string or URI: %.*s\"...\"%.*s",
+		         (int)(open - err), err, (int)(err + line - close - 1), close + 1);
 	PQfreemem(err);
 	return false;
+}
+
+/* A setting's name: a-z, 0-9, '.', '_' and '-'. Anything else is not echoed back. */
+static bool valid_key(const char *key)
+{
+	return *key && strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789._-") == strlen(key);
 }
 
 /* Checks value for k; on success *num holds its number (INT, BOOL, DURATION). */
@@ -390,6 +422,14 @@ int config_set(struct config *cfg, const char *key, const char *value, enum conf
 	int64_t num = 0;
 	char why[300];
 
+	if (!valid_key(key)) {
+		/* A key = value line gone wrong may have its value in the "key". */
+		snprintf(errstr, errstr_size,
+		         "a setting's name is made of a-z, 0-9, '.', '_' and '-': this one is not "
+		         "(not shown, as it may hold a value) (%s)",
+		         source_names[src]);
+		return -1;
+	}
 	if (k == NULL && !is_kafka(key)) {
 		snprintf(errstr, errstr_size, "unknown setting '%s' (%s)", key, source_names[src]);
 		return -1;
@@ -748,81 +788,41 @@ int config_each_kafka(const struct config *cfg,
 	return rc;
 }
 
-/* The length of the libpq password keyword that s starts with, or 0; sslpassword
- * unlocks the client key and is as secret as password. */
-static size_t password_keyword(const char *s)
-{
-	if (strncmp(s, "password", 8) == 0)
-		return 8;
-	if (strncmp(s, "sslpassword", 11) == 0)
-		return 11;
-	return 0;
-}
-
-/* A libpq conninfo or URI with its passwords replaced by <redacted>. */
+/*
+ * A libpq conninfo or URI as the keywords libpq reads from it, its
+ * passwords (and sslpassword, which unlocks the client key) replaced by
+ * <redacted>. Printed from libpq's own parse, not from the text: whatever
+ * form the string takes, a password is only ever where libpq reads one.
+ */
 static void print_conninfo(FILE *out, const char *s)
 {
-	const char *scheme = strstr(s, "://");
+	PQconninfoOption *opts = *s ? PQconninfoParse(s, NULL) : NULL;
+	bool first = true;
 
-	if (scheme && (strncmp(s, "postgres", 8) == 0)) {
-		const char *auth = scheme + 3;
-		const char *at = strchr(auth, '@'), *slash = strchr(auth, '/');
-		const char *colon = strchr(auth, ':');
-		if (at && (!slash || at < slash) && colon && colon < at) {
-			fprintf(out, "%.*s<redacted>", (int)(colon + 1 - s), s);
-			s = at;
-		}
-		/* Passwords may also appear as query parameters, each one masked. */
-		const char *query = strchr(s, '?');
-		if (query == NULL) {
-			fputs(s, out);
-			return;
-		}
-		fprintf(out, "%.*s", (int)(query - s), s);
-		for (s = query; *s;) {
-			size_t n = 1 + strcspn(s + 1, "&"), k = password_keyword(s + 1);
-			if (k && s[1 + k] == '=')
-				fprintf(out, "%.*s<redacted>", (int)(k + 2), s);
-			else
-				fprintf(out, "%.*s", (int)n, s);
-			s += n;
-		}
+	if (opts == NULL) /* empty, or not valid: config_set admits neither */
 		return;
-	}
-	for (const char *p = s; *p;) {
-		/* The next password keyword that starts a word. */
-		const char *q = p;
-		size_t k = 0;
-		while (*q &&
-		       !((k = password_keyword(q)) && (q == s || isspace((unsigned char)q[-1]))))
-			q++;
-		if (*q == '\0') {
-			fputs(p, out);
-			return;
-		}
-		const char *r = q + k;
-		while (isspace((unsigned char)*r))
-			r++;
-		if (*r != '=') {
-			fprintf(out, "%.*s", (int)(r - p), p);
-			p = r;
+	for (const PQconninfoOption *o = opts; o->keyword; o++) {
+		if (o->val == NULL)
+			continue;
+		fprintf(out, "%s%s=", first ? "" : " ", o->keyword);
+		first = false;
+		if (strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0) {
+			fputs("<redacted>", out);
 			continue;
 		}
-		fprintf(out, "%.*s=<redacted>", (int)(q + k - p), p);
-		r++;
-		while (isspace((unsigned char)*r))
-			r++;
-		if (*r == '\'') {
-			for (r++; *r && *r != '\''; r++)
-				if (*r == '\\' && r[1])
-					r++;
-			if (*r)
-				r++;
-		} else {
-			r += strcspn(r, " \t\n");
+		if (o->val[0] != '\0' && strcspn(o->val, " \t\n\r\f\v'\\") == strlen(o->val)) {
+			fputs(o->val, out);
+			continue;
 		}
-		p = r;
+		fputc('\'', out);
+		for (const char *c = o->val; *c; c++) {
+			if (*c == '\'' || *c == '\\')
+				fputc('\\', out);
+			fputc(*c, out);
+		}
+		fputc('\'', out);
 	}
+	PQconninfoFree(opts);
 }
 
 void config_print(const struct config *cfg, FILE *out)

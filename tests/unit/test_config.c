@@ -706,6 +706,20 @@ static void test_secret_never_in_errors(void **state)
 	char *argv[] = {"feedback-consumer", flag, NULL};
 	assert_int_equal(load(argv, env), -1);
 	assert_no_secret(err);
+
+	/* Nor one whose '=' comes after the secret: the "key" then holds it. */
+	static const char *const lines[] = {
+	    "database.url: postgresql://fc:" SECRET "@db/feedback?sslmode=require\n",
+	    "kafka.sasl.password " SECRET "=x\n",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(lines); i++) {
+		snprintf(flag, sizeof(flag), "--config=%s", temp_file(lines[i]));
+		assert_int_equal(load(argv, env), -1);
+		assert_no_secret(err);
+		assert_non_null(strstr(err, ":1: a setting's name is made of a-z, 0-9, '.', '_' "
+		                            "and '-': this one is not (not shown, as it may hold a "
+		                            "value) (file)"));
+	}
 }
 
 /* libpq's parse errors quote the text they stumbled on: here the password. */
@@ -721,8 +735,25 @@ static void test_database_url_must_parse(void **state)
 	     "'database.url' is not a libpq connection string or URI: forbidden value %00 in "
 	     "percent-encoded value: \"...\" (flag)"},
 	    {"host=db " SECRET,
-	     "'database.url' is not a libpq connection string or URI: missing \"...\" after "
-	     "\"...\" in connection info string (flag)"},
+	     "'database.url' is not a libpq connection string or URI: missing \"...\" in "
+	     "connection info string (flag)"},
+	    /* a quote in the password: all between libpq's first and last quote goes */
+	    {"postgresql://u:p\"" SECRET "%zzTAIL@h/db",
+	     "'database.url' is not a libpq connection string or URI: invalid percent-encoded "
+	     "token: \"...\" (flag)"},
+	    {"postgresql://u:ab\"" SECRET "@[::1]x/db",
+	     "'database.url' is not a libpq connection string or URI: unexpected character "
+	     "\"...\" (flag)"},
+	    /* libpq would read these passwords as a port, a host, a database name */
+	    {"postgresql://fc:Ab3x/" SECRET "@db.example/feedback",
+	     "'database.url' is a URI whose user name or password holds a '/', '?' or '@': "
+	     "percent-encode them (%2F, %3F, %40) (flag)"},
+	    {"postgresql://fc:Ab3x@" SECRET "@127.0.0.1/feedback",
+	     "'database.url' is a URI whose user name or password holds a '/', '?' or '@': "
+	     "percent-encode them (%2F, %3F, %40) (flag)"},
+	    {"postgres://fc:" SECRET "/x@db/feedback?sslmode=require",
+	     "'database.url' is a URI whose user name or password holds a '/', '?' or '@': "
+	     "percent-encode them (%2F, %3F, %40) (flag)"},
 	    {"host=db password='" SECRET,
 	     "'database.url' is not a libpq connection string or URI: unterminated quoted "
 	     "string in connection info string (flag)"},
@@ -740,6 +771,8 @@ static void test_database_url_must_parse(void **state)
 	}
 	/* Both forms, and empty (the PG* variables), are accepted. */
 	assert_int_equal(set("database.url", "postgres://fc:p%25ss@db:5432/feedback"), 0);
+	assert_int_equal(set("database.url", "postgres://fc:a%2Fb%40c@db/feedback?user=x@y"), 0);
+	assert_int_equal(set("database.url", "postgresql:///feedback?host=/run/postgresql"), 0);
 	assert_int_equal(set("database.url", "host=db password='a b' dbname=feedback"), 0);
 	assert_int_equal(set("database.url", ""), 0);
 }
@@ -807,32 +840,37 @@ static void test_print_masks_database_url(void **state)
 	static const struct {
 		const char *url, *shown;
 	} c[] = {
-	    /* URI form */
-	    {"postgresql://u:" SECRET "@h/db", "postgresql://u:<redacted>@h/db"},
+	    /* URI form: shown as the keywords libpq reads from it, in libpq's order */
+	    {"postgresql://u:" SECRET "@h/db", "user=u password=<redacted> dbname=db host=h"},
 	    {"postgres://fc:" SECRET "@h1:5432,h2:5433/feedback?sslmode=require",
-	     "postgres://fc:<redacted>@h1:5432,h2:5433/feedback?sslmode=require"},
-	    {"postgresql://:" SECRET "@h/db", "postgresql://:<redacted>@h/db"},
-	    {"postgresql://u@h:5432/db", "postgresql://u@h:5432/db"},
+	     "user=fc password=<redacted> dbname=feedback host=h1,h2 port=5432,5433 "
+	     "sslmode=require"},
+	    {"postgresql://:" SECRET "@h/db", "password=<redacted> dbname=db host=h"},
+	    {"postgresql://u@h:5432/db", "user=u dbname=db host=h port=5432"},
 	    {"postgresql://h/db?password=" SECRET "&sslmode=require",
-	     "postgresql://h/db?password=<redacted>&sslmode=require"},
-	    {"postgresql://h/db?sslmode=require&password=" SECRET,
-	     "postgresql://h/db?sslmode=require&password=<redacted>"},
+	     "password=<redacted> dbname=db host=h sslmode=require"},
 	    {"postgresql://u:" SECRET "@h/db?password=" SECRET,
-	     "postgresql://u:<redacted>@h/db?password=<redacted>"},
+	     "user=u password=<redacted> dbname=db host=h"},
 	    /* sslpassword unlocks the client key: as secret as password. */
 	    {"postgresql://h/db?sslpassword=" SECRET "&password=" SECRET,
-	     "postgresql://h/db?sslpassword=<redacted>&password=<redacted>"},
+	     "password=<redacted> dbname=db host=h sslpassword=<redacted>"},
+	    /* a keyword percent-encoded in the query is decoded by libpq */
+	    {"postgresql://h/db?pass%77ord=" SECRET, "password=<redacted> dbname=db host=h"},
 	    /* key=value form */
 	    {"password=" SECRET, "password=<redacted>"},
 	    {"host=db port=5432 password=" SECRET " dbname=fb",
-	     "host=db port=5432 password=<redacted> dbname=fb"},
-	    {"host=db password = " SECRET, "host=db password=<redacted>"},
+	     "password=<redacted> dbname=fb host=db port=5432"},
+	    {"host=db password = " SECRET, "password=<redacted> host=db"},
 	    {"password='" SECRET " x\\' y' host=db", "password=<redacted> host=db"},
-	    {"host=db\tpassword=" SECRET, "host=db\tpassword=<redacted>"},
+	    {"host=db\tpassword=" SECRET, "password=<redacted> host=db"},
 	    {"host=db sslpassword=" SECRET " password=" SECRET,
-	     "host=db sslpassword=<redacted> password=<redacted>"},
-	    {"host=db user=password", "host=db user=password"},
-	    {"host=db dbname=fb", "host=db dbname=fb"},
+	     "password=<redacted> host=db sslpassword=<redacted>"},
+	    /* no space after a quoted value; an escaped space in an unquoted one */
+	    {"host=h dbname='db'password=" SECRET, "password=<redacted> dbname=db host=h"},
+	    {"password=" SECRET "\\ def", "password=<redacted>"},
+	    {"host=db user=password", "user=password host=db"},
+	    {"host=db dbname='my db' options='-c x=\\'y\\''",
+	     "dbname='my db' host=db options='-c x=\\'y\\''"},
 	};
 	char want[512];
 
