@@ -79,7 +79,7 @@ static const struct config_key keys[] = {
     {"rules.ces5.high.min", CONFIG_INT, "4", 2, 5, NULL, "high effort from this on 1-5 CES"},
     {"rules.ces7.high.min", CONFIG_INT, "5", 2, 7, NULL, "high effort from this on 1-7 CES"},
     {"rules.csat.bottom.k", CONFIG_INT, "0", 0, 5, NULL,
-     "negative CSAT: bottom-k box; 0: the scale's own k"},
+     "negative CSAT: bottom-k box, never reaching the satisfied answers; 0: the scale's own k"},
     {"rules.nps.detractor.max", CONFIG_INT, "6", 0, 9, NULL, "negative NPS: 0 to this"},
     {"shutdown.timeout", CONFIG_DURATION, "30s", 1000, DAY_MS, NULL,
      "after a stop signal, exit even if kafka has not answered by then"},

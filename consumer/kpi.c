@@ -81,7 +81,12 @@ unsigned kpi_negative_reasons(const struct event *ev, const struct kpi_policy *p
 
 	if (ev->csat.present) {
 		const struct rating *r = &ev->csat;
-		int k = p->csat_negative_k > 0 ? p->csat_negative_k : kpi_csat_k(csat_points(r));
+		int points = csat_points(r), top = kpi_csat_k(points);
+		int k = p->csat_negative_k > 0 ? p->csat_negative_k : top;
+
+		/* A configured box never reaches the satisfied answers: k 2 on yes/no is "no". */
+		if (k > points - top)
+			k = points - top;
 
 		/* score - min is at most 10; min + k may pass INT32_MAX. */
 		if (r->score - r->scale_min < k)

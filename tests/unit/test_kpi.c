@@ -285,10 +285,25 @@ static void test_negative_policy(void **state)
 	assert_int_equal(reasons_csat(3, 1, 5, &p), KPI_NEG_CSAT); /* < 4 */
 	assert_int_equal(reasons_csat(4, 1, 5, &p), 0);
 
-	/* A valid scale at the top of int32: min + k would overflow. */
+	/*
+	 * A box wider than the scale's unsatisfied answers stops below the
+	 * satisfied ones (points - the scale's top k): yes/no 1, 3 points 2,
+	 * 5 points 3, 11 points 8.
+	 */
+	p.csat_negative_k = 2;
+	assert_int_equal(reasons_csat(0, 0, 1, &p), KPI_NEG_CSAT);
+	assert_int_equal(reasons_csat(1, 0, 1, &p), 0);
 	p.csat_negative_k = 5;
+	assert_int_equal(reasons_csat(2, 1, 3, &p), KPI_NEG_CSAT);
+	assert_int_equal(reasons_csat(3, 1, 3, &p), 0);
+	assert_int_equal(reasons_csat(3, 1, 5, &p), KPI_NEG_CSAT);
+	assert_int_equal(reasons_csat(4, 1, 5, &p), 0);
+	assert_int_equal(reasons_csat(4, 0, 10, &p), KPI_NEG_CSAT);
+	assert_int_equal(reasons_csat(5, 0, 10, &p), 0);
+
+	/* A valid scale at the top of int32: min + k would overflow. */
 	assert_int_equal(reasons_csat(INT32_MAX - 1, INT32_MAX - 1, INT32_MAX, &p), KPI_NEG_CSAT);
-	assert_int_equal(reasons_csat(INT32_MAX, INT32_MAX - 1, INT32_MAX, &p), KPI_NEG_CSAT);
+	assert_int_equal(reasons_csat(INT32_MAX, INT32_MAX - 1, INT32_MAX, &p), 0);
 	p.csat_negative_k = 1;
 	assert_int_equal(reasons_csat(INT32_MAX, INT32_MAX - 1, INT32_MAX, &p), 0);
 	assert_int_equal(reasons_csat(INT32_MIN, INT32_MIN, INT32_MIN + 10, &p), KPI_NEG_CSAT);
