@@ -315,6 +315,10 @@ static bool validate(const struct config_key *k, const char *value, int64_t *num
 	*num = 0;
 	switch (k->type) {
 	case CONFIG_STRING:
+		if (strcmp(k->name, "kafka.group.id") == 0 && *value == '\0') {
+			snprintf(why, why_size, "must not be empty");
+			return false;
+		}
 		if (strcmp(k->name, "database.schema") == 0 && !valid_identifier(value)) {
 			snprintf(why, why_size, "must match [a-z_][a-z0-9_]{0,62}");
 			return false;

@@ -223,7 +223,47 @@ rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char 
 		rd_kafka_conf_destroy(kb.conf);
 		return NULL;
 	}
+	/*
+	 * librdkafka wants fetch.max.bytes >= message.max.bytes, and set here,
+	 * no longer raises it itself: a larger message.max.bytes raises it too,
+	 * unless fetch.max.bytes is set as well.
+	 */
+	char max[32];
+	size_t max_size = sizeof(max);
+	if (role == KCONF_CONSUMER && config_get(cfg, "kafka.fetch.max.bytes")[0] == '\0' &&
+	    rd_kafka_conf_get(kb.conf, "message.max.bytes", max, &max_size) == RD_KAFKA_CONF_OK &&
+	    strtoll(max, NULL, 10) > 4194304 &&
+	    rd_kafka_conf_set(kb.conf, "fetch.max.bytes", max, errstr, errstr_size) !=
+	        RD_KAFKA_CONF_OK) {
+		rd_kafka_conf_destroy(kb.conf);
+		return NULL;
+	}
 	return kb.conf;
+}
+
+int kconf_check(const rd_kafka_conf_t *conf, enum kconf_role role, char *errstr, size_t errstr_size)
+{
+	rd_kafka_conf_t *dry = rd_kafka_conf_dup(conf);
+	rd_kafka_t *rk = NULL;
+
+	if (dry == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	/* No broker to connect to; the callbacks and their opaque are never called. */
+	if (rd_kafka_conf_set(dry, "bootstrap.servers", "", errstr, errstr_size) !=
+	    RD_KAFKA_CONF_OK) {
+		rd_kafka_conf_destroy(dry);
+		return -1;
+	}
+	rk = rd_kafka_new(role == KCONF_CONSUMER ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER, dry,
+	                  errstr, errstr_size);
+	if (rk == NULL) {
+		rd_kafka_conf_destroy(dry);
+		return -1;
+	}
+	rd_kafka_destroy(rk);
+	return 0;
 }
 
 int kconf_set_worker(rd_kafka_conf_t *conf, const struct config *cfg, int worker, char *errstr,

@@ -39,4 +39,14 @@ void kconf_redact(const char *buf, char *out, size_t size);
 int kconf_set_worker(rd_kafka_conf_t *conf, const struct config *cfg, int worker, char *errstr,
                      size_t errstr_size);
 
+/*
+ * Checks what librdkafka checks only as a client starts: values that
+ * contradict each other (fetch.max.bytes under message.max.bytes), files
+ * it cannot read (ssl.ca.location), and the like. A client of role is
+ * made from a copy of conf with no brokers to connect to, and destroyed.
+ * Returns 0, or -1 with librdkafka's reason in errstr.
+ */
+int kconf_check(const rd_kafka_conf_t *conf, enum kconf_role role, char *errstr,
+                size_t errstr_size);
+
 #endif

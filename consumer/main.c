@@ -406,6 +406,12 @@ static int run_service(const struct config *cfg, struct run_state *rs)
 		rc = EXIT_USAGE;
 		goto out;
 	}
+	if (kconf_check(confs[0], KCONF_CONSUMER, errstr, sizeof(errstr)) != 0 ||
+	    kconf_check(confs[1], KCONF_PRODUCER, errstr, sizeof(errstr)) != 0) {
+		log_error("the kafka.* settings: %s", errstr);
+		rc = EXIT_USAGE;
+		goto out;
+	}
 	if (rconf) {
 		pub = publisher_new(&popts, rconf, errstr, sizeof(errstr));
 		rconf = NULL; /* taken by publisher_new, also on failure */
@@ -488,6 +494,8 @@ out:
 	for (int i = 0; confs && i < 2 * n; i++)
 		if (confs[i])
 			rd_kafka_conf_destroy(confs[i]);
+	if (rconf) /* not yet given to publisher_new */
+		rd_kafka_conf_destroy(rconf);
 	free(confs);
 	free(workers);
 	watchdog_stop();

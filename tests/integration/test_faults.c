@@ -580,6 +580,12 @@ static void test_bad_configuration(void **state)
 	    {"--offset.reset=middle", NULL, "offset.reset"},
 	    {NULL, "FEEDBACK_DATABASE_RETRY_MAX=forever", "database.retry.max"},
 	    {"--no.such.setting=1", NULL, "no.such.setting"},
+	    {"--kafka.group.id=", NULL, "kafka.group.id"},
+	    /* what librdkafka checks only as a client starts */
+	    {"--kafka.message.max.bytes=5000000", "FEEDBACK_KAFKA_FETCH_MAX_BYTES=4194304",
+	     "`fetch.max.bytes` must be >= `message.max.bytes`"},
+	    {"--kafka.ssl.ca.location=/nonexistent/ca.crt", "FEEDBACK_KAFKA_SECURITY_PROTOCOL=ssl",
+	     "ssl.ca.location failed"},
 	};
 	char log[] = "/tmp/fc-cfg-XXXXXX";
 

@@ -290,6 +290,9 @@ static void test_int(void **state)
 	assert_int_equal(set("batch.max.events", "x"), -1);
 	assert_int_equal(config_get_int(cfg, "batch.max.events"), 42);
 	assert_string_equal(config_get(cfg, "batch.max.events"), "42");
+	/* librdkafka would take an empty group id, and fail only as it subscribes. */
+	assert_int_equal(set("kafka.group.id", ""), -1);
+	assert_string_equal(err, "'kafka.group.id' must not be empty, got '' (flag)");
 }
 
 static void test_bool(void **state)

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -136,6 +137,68 @@ static void test_user_keys_win(void **state)
 	config_destroy(cfg);
 }
 
+/* kafka.* = value on the command line. */
+static void set_kafka(struct config *cfg, const char *key, const char *value)
+{
+	char err[512];
+
+	if (config_set(cfg, key, value, CONFIG_SRC_FLAG, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+}
+
+/*
+ * A message.max.bytes over the consumer's 4 MiB fetch.max.bytes raises it,
+ * as librdkafka would have had the key not been set; an explicit
+ * fetch.max.bytes stays, and kconf_check then refuses the pair, as a
+ * client would once started, without a broker to connect to.
+ */
+static void test_fetch_follows_message_max(void **state)
+{
+	char errstr[512] = "";
+	struct config *cfg = config_new();
+	rd_kafka_conf_t *conf;
+
+	(void)state;
+	assert_non_null(cfg);
+	set_kafka(cfg, "kafka.message.max.bytes", "5000000");
+	conf = build(cfg, KCONF_CONSUMER);
+	assert_string_equal(property(conf, "fetch.max.bytes"), "5000000");
+	assert_int_equal(kconf_check(conf, KCONF_CONSUMER, errstr, sizeof(errstr)), 0);
+	rd_kafka_conf_destroy(conf);
+	conf = build(cfg, KCONF_PRODUCER);
+	assert_int_equal(kconf_check(conf, KCONF_PRODUCER, errstr, sizeof(errstr)), 0);
+	rd_kafka_conf_destroy(conf);
+
+	set_kafka(cfg, "kafka.fetch.max.bytes", "4194304");
+	conf = build(cfg, KCONF_CONSUMER);
+	assert_string_equal(property(conf, "fetch.max.bytes"), "4194304");
+	assert_int_equal(kconf_check(conf, KCONF_CONSUMER, errstr, sizeof(errstr)), -1);
+	assert_string_equal(errstr, "`fetch.max.bytes` must be >= `message.max.bytes`");
+	/* The configuration checked is a copy: conf is still whole. */
+	assert_string_equal(property(conf, "message.max.bytes"), "5000000");
+	rd_kafka_conf_destroy(conf);
+	config_destroy(cfg);
+}
+
+/* A file librdkafka cannot read is refused before any connection. */
+static void test_check_reads_the_files(void **state)
+{
+	char errstr[512] = "";
+	struct config *cfg = config_new();
+	rd_kafka_conf_t *conf;
+
+	(void)state;
+	assert_non_null(cfg);
+	set_kafka(cfg, "kafka.security.protocol", "ssl");
+	set_kafka(cfg, "kafka.ssl.ca.location", "/nonexistent/ca.crt");
+	set_kafka(cfg, "kafka.log_level", "0");
+	conf = build(cfg, KCONF_PRODUCER);
+	assert_int_equal(kconf_check(conf, KCONF_PRODUCER, errstr, sizeof(errstr)), -1);
+	assert_non_null(strstr(errstr, "ssl.ca.location failed"));
+	rd_kafka_conf_destroy(conf);
+	config_destroy(cfg);
+}
+
 /*
  * librdkafka's lines lose every secret value: the longest match first, never
  * a letter of a mask already written (nor the mask itself, when it is a
@@ -182,6 +245,8 @@ int main(void)
 	    cmocka_unit_test(test_workers_share_the_prefetch),
 	    cmocka_unit_test(test_workers_get_their_own_instance_id),
 	    cmocka_unit_test(test_user_keys_win),
+	    cmocka_unit_test(test_fetch_follows_message_max),
+	    cmocka_unit_test(test_check_reads_the_files),
 	    cmocka_unit_test(test_log_lines_are_redacted),
 	};
 
