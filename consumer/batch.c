@@ -335,8 +335,9 @@ static int rows_build(struct arena *a, const struct batch_event **refs, size_t n
 	return 0;
 }
 
-int batch_combine(struct batch *b, size_t from, size_t to, struct agg_row **channel_rows,
-                  size_t *n_channel, struct agg_row **agent_rows, size_t *n_agent)
+int batch_combine(struct batch *b, struct arena *a, size_t from, size_t to,
+                  struct agg_row **channel_rows, size_t *n_channel, struct agg_row **agent_rows,
+                  size_t *n_agent)
 {
 	const struct batch_event **refs = NULL;
 	size_t n = 0, n_with_agent = 0;
@@ -351,7 +352,7 @@ int batch_combine(struct batch *b, size_t from, size_t to, struct agg_row **chan
 	if (from >= to)
 		return 0;
 
-	refs = arena_alloc(&b->arena, (to - from) * sizeof(*refs));
+	refs = arena_alloc(a, (to - from) * sizeof(*refs));
 	if (!refs)
 		goto out;
 	for (size_t i = from; i < to; i++) {
@@ -360,13 +361,13 @@ int batch_combine(struct batch *b, size_t from, size_t to, struct agg_row **chan
 		if (e >= 0 && b->events[e].is_new)
 			refs[n++] = &b->events[e];
 	}
-	if (rows_build(&b->arena, refs, n, channel_key_cmp, false, channel_rows, n_channel) < 0)
+	if (rows_build(a, refs, n, channel_key_cmp, false, channel_rows, n_channel) < 0)
 		goto out;
 
 	for (size_t i = 0; i < n; i++)
 		if (refs[i]->ev.agent_id[0] != '\0')
 			refs[n_with_agent++] = refs[i];
-	if (rows_build(&b->arena, refs, n_with_agent, agent_key_cmp, true, agent_rows, n_agent) < 0)
+	if (rows_build(a, refs, n_with_agent, agent_key_cmp, true, agent_rows, n_agent) < 0)
 		goto out;
 	rc = 0;
 out:

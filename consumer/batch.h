@@ -91,9 +91,12 @@ size_t batch_offset_updates(const struct batch *b, size_t from, size_t to,
  * agent_id, channel) for events with an agent. Rows come sorted by key
  * (bucket, then channel; bucket, agent_id by strcmp, channel): every writer
  * locks aggregate rows in this one order, so concurrent replicas cannot
- * deadlock. Rows live in b->arena. Returns 0, or -1 when out of memory.
+ * deadlock. Rows live in arena a, not in the batch's: a transaction
+ * retried after a deadlock combines again, and the caller's arena is
+ * reset each time. Returns 0, or -1 when out of memory.
  */
-int batch_combine(struct batch *b, size_t from, size_t to, struct agg_row **channel_rows,
-                  size_t *n_channel, struct agg_row **agent_rows, size_t *n_agent);
+int batch_combine(struct batch *b, struct arena *a, size_t from, size_t to,
+                  struct agg_row **channel_rows, size_t *n_channel, struct agg_row **agent_rows,
+                  size_t *n_agent);
 
 #endif

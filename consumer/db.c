@@ -31,7 +31,8 @@ struct db {
 	/* Service recovery: enabled when policy is set. */
 	bool recovery;
 	struct rules_policy policy;
-	struct arena scratch; /* packed triggers of the current transaction */
+	struct arena scratch;  /* packed triggers of the current transaction */
+	struct arena combined; /* the aggregate rows of the current attempt */
 	struct db_tx_stats last;
 	int lookup_batches;      /* batches left that look event ids up before the COPY */
 	struct seen *seen;       /* events of the last transactions; NULL when out of memory */
@@ -232,6 +233,7 @@ struct db *db_new(const char *conninfo, const char *schema)
 	if (db == NULL)
 		return NULL;
 	arena_init(&db->scratch, 0);
+	arena_init(&db->combined, 0);
 	/* A re-send within a batch or two of its original; memory for two batches of ids. */
 	db->seen = seen_new(2);
 	db->conninfo = strdup(conninfo ? conninfo : "");
@@ -257,6 +259,7 @@ void db_destroy(struct db *db)
 	free(db->synchronous_commit);
 	pgbuf_free(&db->out);
 	arena_release(&db->scratch);
+	arena_release(&db->combined);
 	seen_destroy(db->seen);
 	free(db);
 }
@@ -894,7 +897,8 @@ static enum db_status db_add_aggregates(struct db *db, struct batch *b, size_t f
 	size_t n_ch = 0, n_ag = 0;
 	enum db_status st = DB_OK;
 
-	if (batch_combine(b, from, to, &ch, &n_ch, &ag, &n_ag) != 0) {
+	arena_reset(&db->combined);
+	if (batch_combine(b, &db->combined, from, to, &ch, &n_ch, &ag, &n_ag) != 0) {
 		snprintf(errstr, errstr_size, "combining the batch: out of memory");
 		return DB_FATAL;
 	}

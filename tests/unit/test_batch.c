@@ -389,6 +389,35 @@ static struct batch *combine_fixture(void)
 	return b;
 }
 
+/*
+ * A transaction retried (deadlock, lost connection) combines its batch
+ * again: into the caller's arena, reset each time, never the batch's,
+ * which would grow by the batch's rows with every attempt.
+ */
+static void test_combine_again_uses_no_more(void **state)
+{
+	struct batch *b = combine_fixture();
+	struct agg_row *ch = NULL, *ag = NULL;
+	size_t n_ch = 0, n_ag = 0, used = 0;
+	struct arena a;
+
+	(void)state;
+	arena_init(&a, 0);
+	size_t batch_used = b->arena.used;
+	for (int attempt = 0; attempt < 100; attempt++) {
+		arena_reset(&a);
+		assert_int_equal(batch_combine(b, &a, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
+		assert_int_equal(n_ch, 4);
+		if (attempt == 0)
+			used = a.used;
+		assert_int_equal(a.used, used);
+	}
+	assert_true(used > 0);
+	assert_int_equal(b->arena.used, batch_used);
+	arena_release(&a);
+	batch_destroy(b);
+}
+
 static void test_combine(void **state)
 {
 	struct batch *b = combine_fixture();
@@ -396,7 +425,7 @@ static void test_combine(void **state)
 	size_t n_ch = 0, n_ag = 0;
 
 	(void)state;
-	assert_int_equal(batch_combine(b, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
+	assert_int_equal(batch_combine(b, &b->arena, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
 
 	/* Channel rows by (bucket, channel); sms 1 < email 2 < phone 3. */
 	assert_int_equal(n_ch, 4);
@@ -456,7 +485,7 @@ static void test_combine_range(void **state)
 
 	(void)state;
 	/* Messages 4-8: e2, the repeat, e5, e6, e7. */
-	assert_int_equal(batch_combine(b, 4, 9, &ch, &n_ch, &ag, &n_ag), 0);
+	assert_int_equal(batch_combine(b, &b->arena, 4, 9, &ch, &n_ch, &ag, &n_ag), 0);
 	assert_int_equal(n_ch, 2);
 	/* e2 + e5 + e6: CSAT 63000 + 126000. */
 	assert_row(&ch[0], B0, CHANNEL_SMS, NULL,
@@ -488,15 +517,15 @@ static void test_combine_range(void **state)
 	                                .negative = 1});
 
 	/* Message 9 alone is e8, which is not new; message 3 is dead-lettered. */
-	assert_int_equal(batch_combine(b, 9, 10, &ch, &n_ch, &ag, &n_ag), 0);
+	assert_int_equal(batch_combine(b, &b->arena, 9, 10, &ch, &n_ch, &ag, &n_ag), 0);
 	assert_int_equal(n_ch, 0);
 	assert_int_equal(n_ag, 0);
 	assert_null(ch);
 	assert_null(ag);
-	assert_int_equal(batch_combine(b, 3, 4, &ch, &n_ch, &ag, &n_ag), 0);
+	assert_int_equal(batch_combine(b, &b->arena, 3, 4, &ch, &n_ch, &ag, &n_ag), 0);
 	assert_int_equal(n_ch, 0);
 	assert_int_equal(n_ag, 0);
-	assert_int_equal(batch_combine(b, 5, 5, &ch, &n_ch, &ag, &n_ag), 0);
+	assert_int_equal(batch_combine(b, &b->arena, 5, 5, &ch, &n_ch, &ag, &n_ag), 0);
 	assert_int_equal(n_ch, 0);
 	assert_int_equal(n_ag, 0);
 	batch_destroy(b);
@@ -511,7 +540,7 @@ static void test_combine_nothing_new(void **state)
 	(void)state;
 	for (size_t i = 0; i < b->n_events; i++)
 		b->events[i].is_new = false;
-	assert_int_equal(batch_combine(b, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
+	assert_int_equal(batch_combine(b, &b->arena, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
 	assert_int_equal(n_ch, 0);
 	assert_int_equal(n_ag, 0);
 	assert_null(ch);
@@ -558,7 +587,7 @@ static void test_combine_key_order(void **state)
 		assert_int_equal(batch_add(b, 0, 0, (int64_t)i, &ev, &policy), 0);
 	}
 	mark_all_new(b);
-	assert_int_equal(batch_combine(b, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
+	assert_int_equal(batch_combine(b, &b->arena, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
 
 	assert_int_equal(n_ag, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < n_ag; i++) {
@@ -603,7 +632,7 @@ static void test_reset_then_reuse(void **state)
 	ev = event_csat(id, B0 * US, CHANNEL_SMS, "a1", 5);
 	assert_int_equal(batch_add(b, 0, 0, 0, &ev, &policy), 0);
 	mark_all_new(b);
-	assert_int_equal(batch_combine(b, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
+	assert_int_equal(batch_combine(b, &b->arena, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
 	assert_int_equal(n_ch, 1);
 
 	batch_reset(b);
@@ -614,7 +643,7 @@ static void test_reset_then_reuse(void **state)
 	assert_int_equal(batch_add(b, 0, 0, 1, &ev, &policy), 0);
 	assert_int_equal(b->msgs[0].event, 0);
 	mark_all_new(b);
-	assert_int_equal(batch_combine(b, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
+	assert_int_equal(batch_combine(b, &b->arena, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
 	assert_int_equal(n_ch, 1);
 	assert_row(&ch[0], B1, CHANNEL_EMAIL, NULL,
 	           &(struct kpi_counts){.csat_n = 1, .negative = 1});
@@ -674,7 +703,8 @@ static void test_large_batch(void **state)
 		assert_true(batch_full(b));
 		assert_int_equal(b->n_events, N);
 		mark_all_new(b);
-		assert_int_equal(batch_combine(b, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag), 0);
+		assert_int_equal(batch_combine(b, &b->arena, 0, b->n_msgs, &ch, &n_ch, &ag, &n_ag),
+		                 0);
 
 		/*
 		 * Message i is in bucket i % 3 and channel 1 + i % 4, so each of
@@ -724,6 +754,7 @@ int main(void)
 	    cmocka_unit_test(test_offsets_take_max),
 	    cmocka_unit_test(test_offsets_many_partitions),
 	    cmocka_unit_test(test_combine),
+	    cmocka_unit_test(test_combine_again_uses_no_more),
 	    cmocka_unit_test(test_combine_range),
 	    cmocka_unit_test(test_combine_nothing_new),
 	    cmocka_unit_test(test_combine_key_order),
