@@ -87,6 +87,8 @@ int rules_evaluate(const struct rules_policy *p, const struct event *ev, unsigne
 	size_t drop = 0;
 	while (drop < st->n_negatives && st->negatives_us[drop] < newest - p->repeat_window_us)
 		drop++;
+	if (st->n_negatives - drop > RULES_KEEP_NEGATIVES)
+		drop = st->n_negatives - RULES_KEEP_NEGATIVES;
 	memmove(st->negatives_us, st->negatives_us + drop,
 	        (st->n_negatives - drop) * sizeof(int64_t));
 	st->n_negatives -= drop;

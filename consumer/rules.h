@@ -22,6 +22,14 @@ enum severity {
 	SEVERITY_CRITICAL = 3,
 };
 
+/*
+ * The most negatives a customer's state keeps: the newest ones. A shared
+ * id ("anonymous", "guest") gathers thousands in a window, and each batch
+ * that touches it would read, rewrite and hold locked all of them; a
+ * repeat needs two. repeat_count counts up to this many earlier ones.
+ */
+#define RULES_KEEP_NEGATIVES 64
+
 /* Reason bits beyond KPI_NEG_CSAT, KPI_NEG_NPS and KPI_NEG_CES of kpi.h. */
 #define RULES_REASON_REPEAT 8u
 
@@ -37,8 +45,9 @@ struct rules_policy {
 
 /*
  * One customer's recovery state. negatives_us holds the occurred_at of the
- * customer's earlier negative events within the repeat window, ascending;
- * the array belongs to the caller (rules_state_release frees it).
+ * customer's earlier negative events within the repeat window, ascending,
+ * the newest RULES_KEEP_NEGATIVES of them; the array belongs to the caller
+ * (rules_state_release frees it).
  */
 struct rules_state {
 	int64_t *negatives_us;
@@ -62,7 +71,8 @@ void rules_policy_defaults(struct rules_policy *p);
 /*
  * Decides what the new negative event ev (KPI_NEG_* bits neg, non-zero)
  * triggers, detected at detected_us, and updates st: the event joins the
- * customer's negatives (those outside the window around it are dropped),
+ * customer's negatives (those outside the window around it are dropped, and
+ * the oldest beyond RULES_KEEP_NEGATIVES),
  * and the cooldown state moves. Returns 0, or -1 when out of memory (st
  * is then unchanged).
  */

@@ -337,6 +337,39 @@ static void test_repeat_count_out_of_order(void **state)
 	rules_state_release(&st);
 }
 
+/*
+ * A shared customer id: 200 negatives an hour apart, all within one
+ * window. The state keeps the newest 64, so the 200th counts 64 earlier
+ * ones; a late one older than all of them counts the kept ones within its
+ * window, and is kept only if it is among the newest 64 (it is not).
+ */
+static void test_negatives_kept_are_bounded(void **state)
+{
+	struct rules_policy p = policy();
+	struct rules_state st = {0};
+	struct event ev;
+	struct rules_decision d;
+
+	(void)state;
+	for (int i = 0; i < 200; i++) {
+		ev = nps5_at(T0 + i * HOUR);
+		d = decide(&p, &ev, &st);
+		assert_int_equal(d.repeat_count, 1 + (i < 64 ? i : 64));
+		assert_int_equal(st.n_negatives, i < 64 ? (size_t)i + 1 : 64);
+	}
+	assert_true(st.cap_negatives <= 128);
+	/* 136 h .. 199 h */
+	assert_int_equal(st.negatives_us[0], T0 + 136 * HOUR);
+	assert_int_equal(st.negatives_us[63], T0 + 199 * HOUR);
+	/* 10 h: 30 days reach every kept one. */
+	ev = nps5_at(T0 + 10 * HOUR);
+	d = decide(&p, &ev, &st);
+	assert_int_equal(d.repeat_count, 65);
+	assert_int_equal(st.n_negatives, 64);
+	assert_int_equal(st.negatives_us[0], T0 + 136 * HOUR);
+	rules_state_release(&st);
+}
+
 /* 24 h apart is allowed; 24 h - 1 us is suppressed, and counted. */
 static void test_cooldown_edges_and_suppressed_count(void **state)
 {
@@ -553,6 +586,7 @@ int main(void)
 	    cmocka_unit_test(test_severity),
 	    cmocka_unit_test(test_repeat_window_edges),
 	    cmocka_unit_test(test_repeat_count_out_of_order),
+	    cmocka_unit_test(test_negatives_kept_are_bounded),
 	    cmocka_unit_test(test_cooldown_edges_and_suppressed_count),
 	    cmocka_unit_test(test_cooldown_out_of_order),
 	    cmocka_unit_test(test_state_is_per_customer),
