@@ -1,10 +1,23 @@
 #include "migrate.h"
 
+#include "log.h"
 #include "migrations.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/*
+ * A migration's ALTER TABLE waits for the locks of every transaction on
+ * the table, a long report's, say; meanwhile every ingest transaction
+ * queues behind its own request, and the consumers stall. Without a
+ * lock_timeout of the session's own, a migration waits 5 s at most, rolls
+ * back, and tries again, up to LOCK_ATTEMPTS times, 1 s, 2 s, ... 30 s apart.
+ */
+#define LOCK_TIMEOUT   "5s"
+#define LOCK_ATTEMPTS  10
+#define LOCK_BACKOFF_S 30
 
 /* PostgreSQL's NAMEDATALEN - 1: longer identifiers would be truncated silently. */
 #define SCHEMA_NAME_MAX 63
@@ -162,6 +175,13 @@ static int begin_locked(PGconn *conn, const char *schema, const char *ident, cha
 	if (!has_table &&
 	    exec_sql(conn, sql_create_table, 0, NULL, NULL, what, errstr, errstr_size) < 0)
 		return -1;
+	/* After the advisory lock: waiting for another replica's migration is no stall. */
+	snprintf(what, sizeof(what), "setting lock_timeout for schema \"%s\"", schema);
+	if (exec_sql(conn,
+	             "SELECT CASE WHEN current_setting('lock_timeout') IN ('0', '0ms') THEN "
+	             "set_config('lock_timeout', '" LOCK_TIMEOUT "', true) END",
+	             0, NULL, NULL, what, errstr, errstr_size) < 0)
+		return -1;
 	return 0;
 }
 
@@ -213,6 +233,26 @@ out:
 	return rc;
 }
 
+/* apply_one, again after a pause while a lock_timeout (55P03) ended it. */
+static int apply_one_patiently(PGconn *conn, const char *schema, const char *ident,
+                               const struct migration *m, char *errstr, size_t errstr_size)
+{
+	for (int attempt = 1;; attempt++) {
+		int rc = apply_one(conn, schema, ident, m, errstr, errstr_size);
+
+		if (rc >= 0 || strstr(errstr, "(sqlstate 55P03)") == NULL ||
+		    attempt == LOCK_ATTEMPTS || PQstatus(conn) != CONNECTION_OK)
+			return rc;
+		int pause_s = 1 << (attempt - 1);
+		if (pause_s > LOCK_BACKOFF_S)
+			pause_s = LOCK_BACKOFF_S;
+		log_warn("migration %d of schema \"%s\" waits for a table another session holds; "
+		         "attempt %d of %d in %d s",
+		         m->version, schema, attempt + 1, LOCK_ATTEMPTS, pause_s);
+		nanosleep(&(struct timespec){.tv_sec = pause_s}, NULL);
+	}
+}
+
 int migrate_run(PGconn *conn, const char *schema, char *errstr, size_t errstr_size)
 {
 	char *ident = NULL;
@@ -233,7 +273,7 @@ int migrate_run(PGconn *conn, const char *schema, char *errstr, size_t errstr_si
 		goto out;
 	}
 	for (const struct migration *m = fc_migrations; m->version != 0; m++) {
-		int one = apply_one(conn, schema, ident, m, errstr, errstr_size);
+		int one = apply_one_patiently(conn, schema, ident, m, errstr, errstr_size);
 
 		if (one < 0)
 			goto out;

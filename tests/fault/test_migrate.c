@@ -9,6 +9,7 @@
 #include "integration/harness.h"
 #include "migrate.h"
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -174,12 +176,74 @@ static void test_client_failure(void **state)
 	migrate_in_turn(PQFAULT_CLIENT, NULL);
 }
 
+struct migrate_arg {
+	PGconn *conn;
+	const char *schema;
+	int rc;
+	char errstr[512];
+};
+
+static void *migrate_thread(void *arg)
+{
+	struct migrate_arg *a = arg;
+
+	a->rc = migrate_run(a->conn, a->schema, a->errstr, sizeof(a->errstr));
+	return NULL;
+}
+
+/*
+ * Migration 8's ALTER TABLE waits for a report's transaction on the
+ * ledger. With its lock_timeout (1 s here, the session's own) it rolls back
+ * and tries again instead of queueing every reader behind its request: a
+ * query of the ledger with a 3 s statement_timeout still answers, and the
+ * migration goes through once the report ends, 4 s in.
+ */
+static void test_lock_wait_is_bounded(void **state)
+{
+	PGconn *conn = harness_pg_connect(), *holder = harness_pg_connect();
+	PGconn *mig = harness_pg_connect(), *reader = harness_pg_connect();
+	char *schema = harness_fresh_schema(conn, "fc_mig_lock");
+	char errstr[512], sql[256];
+	struct migrate_arg a = {.conn = mig, .schema = schema};
+	pthread_t t;
+
+	(void)state;
+	assert_int_equal(migrate_run(conn, schema, errstr, sizeof(errstr)), 8);
+	snprintf(sql, sizeof(sql), "DELETE FROM \"%s\".schema_migrations WHERE version = 8",
+	         schema);
+	harness_exec(conn, sql);
+	harness_exec(holder, "BEGIN");
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".ledger", schema);
+	assert_int_equal(harness_query_int(holder, sql), 0);
+	harness_exec(mig, "SET lock_timeout = '1s'");
+	assert_int_equal(pthread_create(&t, NULL, migrate_thread, &a), 0);
+	usleep(300000); /* the ALTER TABLE waits */
+	harness_exec(reader, "SET statement_timeout = '3s'");
+	PGresult *res = PQexec(reader, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("the ledger's reader: %s", PQerrorMessage(reader));
+	PQclear(res);
+	sleep(4);
+	harness_exec(holder, "COMMIT");
+	assert_int_equal(pthread_join(t, NULL), 0);
+	if (a.rc != 1)
+		fail_msg("migrate_run gave %d: %s", a.rc, a.errstr);
+	assert_int_equal(version_of(conn, schema), 8);
+	PQfinish(reader);
+	PQfinish(mig);
+	PQfinish(holder);
+	harness_drop_schema(conn, schema);
+	free(schema);
+	PQfinish(conn);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_session_dropped),
 	    cmocka_unit_test(test_statement_fails),
 	    cmocka_unit_test(test_client_failure),
+	    cmocka_unit_test(test_lock_wait_is_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
