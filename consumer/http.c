@@ -6,6 +6,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,16 +15,37 @@
 /*
  * Enough for Prometheus and the kubelet; a flood of connections waits in
  * the kernel backlog. The timeout is for a connection that sends nothing;
- * one that trickles a byte now and then holds its slot, so no address gets
- * more than HTTP_PER_ADDRESS of them: a few slow clients in one pod cannot
- * take the kubelet's probes away (they come from the node's address) and
- * have the pod restarted. At most 32 KiB of memory per connection.
+ * one that trickles a byte now and then would hold its slot for good. So a
+ * new connection is never refused for want of room: the oldest of its
+ * address (beyond HTTP_PER_ADDRESS), or the oldest of all (beyond
+ * HTTP_MAX_CONNECTIONS), is closed instead. Slow clients sharing the
+ * kubelet's address (the node's: host-network pods, masqueraded traffic)
+ * cannot take its probes away and have the pod restarted; a probe's own
+ * connection lasts a millisecond. At most 32 KiB of memory per connection.
  */
-enum { HTTP_MAX_CONNECTIONS = 32, HTTP_PER_ADDRESS = 4, HTTP_IDLE_TIMEOUT_S = 10 };
+enum {
+	HTTP_MAX_CONNECTIONS = 32,
+	HTTP_PER_ADDRESS = 4,
+	HTTP_IDLE_TIMEOUT_S = 10,
+	/* libmicrohttpd's own limit: room for the ones being closed */
+	HTTP_SLOTS = 2 * HTTP_MAX_CONNECTIONS,
+};
+
+struct http_conn {
+	struct MHD_Connection *c; /* NULL: a free slot */
+	int fd;
+	struct sockaddr_storage addr; /* the client's, port zeroed */
+	unsigned long long seq;       /* order of arrival */
+	bool closing;                 /* shut down here, not yet closed by libmicrohttpd */
+};
 
 struct http {
 	const struct http_opts *opts;
 	struct MHD_Daemon *daemon;
+	/* Only libmicrohttpd's one polling thread touches these. */
+	struct http_conn conns[HTTP_SLOTS];
+	unsigned long long next_seq;
+	unsigned long long evicted;
 };
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
@@ -110,6 +132,85 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
 	log_warn("http: %s", msg);
 }
 
+/* The client's address without its port, for comparison. */
+static void client_address(struct MHD_Connection *c, struct sockaddr_storage *out)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+	memset(out, 0, sizeof(*out));
+	if (ci == NULL || ci->client_addr == NULL)
+		return;
+	if (ci->client_addr->sa_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)out;
+
+		in->sin_family = AF_INET;
+		in->sin_addr = ((const struct sockaddr_in *)ci->client_addr)->sin_addr;
+	} else if (ci->client_addr->sa_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)out;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_addr = ((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr;
+	}
+}
+
+/* Closes the oldest open connection, of addr only unless NULL, when more than limit are open. */
+static void evict_beyond(struct http *h, const struct sockaddr_storage *addr, int limit)
+{
+	struct http_conn *oldest = NULL;
+	int open = 0;
+
+	for (int i = 0; i < HTTP_SLOTS; i++) {
+		struct http_conn *hc = &h->conns[i];
+
+		if (hc->c == NULL || hc->closing ||
+		    (addr && memcmp(&hc->addr, addr, sizeof(*addr)) != 0))
+			continue;
+		open++;
+		if (oldest == NULL || hc->seq < oldest->seq)
+			oldest = hc;
+	}
+	if (open <= limit || oldest == NULL)
+		return;
+	/* libmicrohttpd reads the end of the stream and closes it, then says so. */
+	shutdown(oldest->fd, SHUT_RDWR);
+	oldest->closing = true;
+	h->evicted++;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+	struct http *h = cls;
+	struct http_conn *slot = NULL;
+
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		for (int i = 0; i < HTTP_SLOTS; i++)
+			if (h->conns[i].c == c)
+				h->conns[i].c = NULL;
+		return;
+	}
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	for (int i = 0; i < HTTP_SLOTS && slot == NULL; i++)
+		if (h->conns[i].c == NULL)
+			slot = &h->conns[i];
+	if (ci == NULL)
+		return;
+	if (slot == NULL) { /* libmicrohttpd's limit is the table's: not expected */
+		shutdown(ci->connect_fd, SHUT_RDWR);
+		return;
+	}
+	slot->c = c;
+	slot->fd = ci->connect_fd;
+	slot->seq = h->next_seq++;
+	slot->closing = false;
+	client_address(c, &slot->addr);
+	evict_beyond(h, &slot->addr, HTTP_PER_ADDRESS);
+	evict_beyond(h, NULL, HTTP_MAX_CONNECTIONS);
+}
+
 struct http *http_new(const struct http_opts *opts, char *errstr, size_t errstr_size)
 {
 	struct http *h = NULL;
@@ -139,9 +240,9 @@ struct http *http_new(const struct http_opts *opts, char *errstr, size_t errstr_
 	h->daemon = MHD_start_daemon(
 	    flags, (uint16_t)opts->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
 	    on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_ADDRESS,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_END);
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_SLOTS, MHD_OPTION_NOTIFY_CONNECTION,
+	    on_connection, h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
+	    MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		snprintf(errstr, errstr_size,
 		         "cannot serve http on '%s' port %d (address in use or not permitted)",

@@ -11,14 +11,17 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,6 +64,54 @@ static bool has_sample(const char *text, const char *series)
 
 	snprintf(needle, sizeof(needle), "\n%s ", series);
 	return strstr(text, needle) != NULL;
+}
+
+/* A connection from 127.0.0.<host> to port that has sent half a request line. */
+static int slow_client(int port, int host)
+{
+	struct sockaddr_in from = {.sin_family = AF_INET,
+	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK - 1 + (uint32_t)host)};
+	struct sockaddr_in to = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&from, sizeof(from)), 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+	assert_int_equal(write(fd, "GET /he", 7), 7);
+	return fd;
+}
+
+/* The status of GET /healthz from 127.0.0.<host>, 0 when there is no answer in 5 s. */
+static int probe_from(int port, int host)
+{
+	static const char req[] = "GET /healthz HTTP/1.0\r\n\r\n";
+	int fd = slow_client(port, host), status = 0;
+	char buf[256];
+	ssize_t n;
+	struct timeval tv = {5, 0};
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(write(fd, req + 7, sizeof(req) - 1 - 7), (ssize_t)(sizeof(req) - 1 - 7));
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n > 0) {
+		buf[n] = '\0';
+		sscanf(buf, "HTTP/1.%*d %d", &status);
+	}
+	close(fd);
+	return status;
+}
+
+/* Whether the server closed fd within timeout_ms: end of stream, or a reset. */
+static bool closed_by_server(int fd, int timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	char c;
+
+	if (poll(&p, 1, timeout_ms) != 1)
+		return false;
+	return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
 }
 
 static void test_probes_before_postgresql(void **state)
@@ -112,32 +163,31 @@ static void test_probes_before_postgresql(void **state)
 	assert_int_equal(fx_http_status(port, "/metrics/x"), 404);
 
 	/*
-	 * Four connections of one address that trickle a request hold its
-	 * share: a fifth of that address is closed unanswered. Closed, they
-	 * free their slots by the idle timeout (10 s) at the latest.
+	 * Slow clients never keep a probe out. Four connections of 127.0.0.1
+	 * and four of each of 127.0.0.2 to .8 trickle a request: 32, the most
+	 * the server keeps open. A probe from 127.0.0.1 is answered, and the
+	 * oldest of that address is closed (four an address at most). Another
+	 * slow one from 127.0.0.9 makes 32 again; a probe from 127.0.0.10 is
+	 * answered, and the oldest of all is closed.
 	 */
-	int slow[4];
-	for (size_t i = 0; i < 4; i++) {
-		struct sockaddr_in sa = {.sin_family = AF_INET,
-		                         .sin_port = htons((uint16_t)port),
-		                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-
-		slow[i] = socket(AF_INET, SOCK_STREAM, 0);
-		assert_true(slow[i] >= 0);
-		assert_int_equal(connect(slow[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
-		assert_int_equal(write(slow[i], "GET /he", 7), 7);
+	int slow[33];
+	for (int i = 0; i < 32; i++) {
+		slow[i] = slow_client(port, i < 4 ? 1 : 2 + (i - 4) / 4);
+		/* accepted and counted in order: each waits for the one before */
+		usleep(20000);
 	}
-	/* The daemon has taken all four in once it answers nothing to the fifth. */
-	int refused = 0;
-	for (int tries = 0; tries < 50 && !refused; tries++) {
-		refused = fx_http_status(port, "/healthz") == 0;
-		if (!refused)
-			usleep(100000);
-	}
-	assert_true(refused);
-	for (size_t i = 0; i < 4; i++)
+	usleep(200000);
+	assert_int_equal(fx_http_status(port, "/healthz"), 200);
+	assert_true(closed_by_server(slow[0], 2000));
+	slow[32] = slow_client(port, 9);
+	usleep(200000);
+	assert_int_equal(probe_from(port, 10), 200);
+	assert_true(closed_by_server(slow[1], 2000));
+	for (int i = 2; i < 33; i++)
+		if (closed_by_server(slow[i], 0))
+			fail_msg("slow connection %d was closed too", i);
+	for (int i = 0; i < 33; i++)
 		close(slow[i]);
-	fx_wait_status(port, "/healthz", 200, 15000);
 	r = fx_http_request(port, "POST", "/metrics");
 	assert_int_equal(r.status, 405);
 	free(r.body);
