@@ -52,6 +52,11 @@ refused = {
     "sslmode not known to libpq": {"database": {"sslmode": "on"}},
     "a secret in the ConfigMap (kafka.config)": {"kafka": {"config": {"sasl.password": "x"}}},
     "a secret in the ConfigMap (config)": {"config": {"database.url": "postgres://u:p@h/d"}},
+    # Set by an environment variable, which wins over the ConfigMap's file.
+    "database.schema in config (database.schema sets it)": {"config": {"database.schema": "cx"}},
+    "log.format in config (the image sets json)": {"config": {"log.format": "text"}},
+    "client.id in kafka.config (the pod name)": {"kafka": {"config": {"client.id": "x"}}},
+    "group.id in kafka.config (kafka.groupId, which KEDA watches)": {"kafka": {"config": {"group.id": "g"}}},
     "schema name libpq would quote": {"database": {"schema": "Feedback"}},
     "no key for the host in the Secret": {"database": {"hostKey": ""}},
     "toleration typo (efect)": {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "feedback",

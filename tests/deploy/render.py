@@ -323,7 +323,19 @@ for what, over, field, want in [
          {"autoscaling": {"hpa": {"enabled": True, "maxReplicas": 4}}},
          ("HorizontalPodAutoscaler", "maxReplicas"), 4),
         ("KEDA: maxReplicas 4 below 12 partitions",
-         {"autoscaling": {"keda": {"enabled": True, "maxReplicas": 4}}}, ("ScaledObject", "maxReplicaCount"), 4)]:
+         {"autoscaling": {"keda": {"enabled": True, "maxReplicas": 4}}}, ("ScaledObject", "maxReplicaCount"), 4),
+        ("HPA: 12 partitions for pods of 5 consumers: 3 replicas",
+         {"config": {"consumer.workers": 5}, "autoscaling": {"hpa": {"enabled": True, "maxReplicas": 24}}},
+         ("HorizontalPodAutoscaler", "maxReplicas"), 3),
+        ("HPA: minReplicas 2 capped at 1 partition",
+         {"topics": {"partitions": 1}, "autoscaling": {"hpa": {"enabled": True, "minReplicas": 2}}},
+         ("HorizontalPodAutoscaler", "minReplicas"), 1),
+        ("HPA: minReplicas 2 kept under 12 partitions",
+         {"autoscaling": {"hpa": {"enabled": True, "minReplicas": 2}}},
+         ("HorizontalPodAutoscaler", "minReplicas"), 2),
+        ("KEDA: minReplicas 3 capped at 2 partitions",
+         {"topics": {"partitions": 2}, "autoscaling": {"keda": {"enabled": True, "minReplicas": 3}}},
+         ("ScaledObject", "minReplicaCount"), 2)]:
     docs, _ = manifests(what, merged(three, over))
     if docs:
         got = one(docs, field[0])["spec"][field[1]]

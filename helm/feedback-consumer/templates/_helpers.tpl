@@ -57,11 +57,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
-{{/* Replicas may not exceed the partitions of a topic: more would idle. */}}
+{{/*
+Replicas may not exceed the partitions of a topic divided among the
+consumers of a pod (config consumer.workers): more would idle.
+*/}}
 {{- define "fc.maxReplicas" -}}
 {{- $max := .max | int -}}
+{{- $workers := index .root.Values.config "consumer.workers" | default 1 | int -}}
 {{- $parts := .root.Values.topics.partitions | int -}}
-{{- if gt $max $parts -}}{{ $parts }}{{- else -}}{{ $max }}{{- end -}}
+{{- $useful := div (add $parts (sub $workers 1)) $workers | int -}}
+{{- if gt $max $useful -}}{{ $useful }}{{- else -}}{{ $max }}{{- end -}}
+{{- end -}}
+
+{{/* An autoscaler's minimum, at most its capped maximum (the API server refuses min > max). */}}
+{{- define "fc.minReplicas" -}}
+{{- $min := .min | int -}}
+{{- $max := include "fc.maxReplicas" (dict "root" .root "max" .max) | int -}}
+{{- if gt $min $max -}}{{ $max }}{{- else -}}{{ $min }}{{- end -}}
 {{- end -}}
 
 {{/* The restricted Pod Security Standard, for every pod of the chart. */}}
