@@ -70,7 +70,7 @@ static bool matches(const char *name, const char *const *list, size_t n)
  * never reaches the log. Kept for the life of the process.
  */
 static pthread_mutex_t secrets_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *secrets[16];
+static char *secrets[64];
 static size_t n_secrets;
 
 static void remember_secret(const char *value)
@@ -84,6 +84,35 @@ static void remember_secret(const char *value)
 		n_secrets++;
 out:
 	pthread_mutex_unlock(&secrets_lock);
+}
+
+/*
+ * A secret made of several words (sasl.oauthbearer.config: "principal=fc
+ * clientSecret=..."), of which librdkafka may quote only the rest from one
+ * on: each word, and each word's value after its '=', of 4 bytes or more,
+ * is a secret too.
+ */
+static void remember_secret_words(const char *value)
+{
+	remember_secret(value);
+	for (const char *p = value; *p;) {
+		size_t skip = strspn(p, " \t\r\n"), len;
+		char word[512];
+
+		p += skip;
+		len = strcspn(p, " \t\r\n");
+		if (len == 0)
+			break;
+		if (len >= 4 && len < sizeof(word)) {
+			memcpy(word, p, len);
+			word[len] = '\0';
+			remember_secret(word);
+			const char *eq = strchr(word, '=');
+			if (eq && strlen(eq + 1) >= 4)
+				remember_secret(eq + 1);
+		}
+		p += len;
+	}
 }
 
 void kconf_redact(const char *buf, char *out, size_t size)
@@ -145,7 +174,7 @@ static int set_one(const char *name, const char *value, void *arg)
 	char key[300];
 	snprintf(key, sizeof(key), "kafka.%s", name);
 	if (config_is_secret(key))
-		remember_secret(value);
+		remember_secret_words(value);
 	if (rd_kafka_conf_set(kb->conf, name, value, why, sizeof(why)) == RD_KAFKA_CONF_OK)
 		return 0;
 	/* librdkafka's message may quote the value: never for a secret. */

@@ -200,6 +200,32 @@ static void test_check_reads_the_files(void **state)
 }
 
 /*
+ * librdkafka quotes a sasl.oauthbearer.config it cannot parse from the
+ * word it stumbled on: each word of a secret, and its value, is masked.
+ */
+static void test_secret_words_are_redacted(void **state)
+{
+	char out[128];
+	struct config *cfg = config_new();
+	rd_kafka_conf_t *conf;
+
+	(void)state;
+	assert_non_null(cfg);
+	set_kafka(cfg, "kafka.sasl.oauthbearer.config",
+	          "principal=fc clientSecret=TopSecret99 x=y");
+	conf = build(cfg, KCONF_CONSUMER);
+	kconf_redact(
+	    "Unrecognized sasl.oauthbearer.config beginning at: clientSecret=TopSecret99 x=y", out,
+	    sizeof(out));
+	assert_string_equal(out,
+	                    "Unrecognized sasl.oauthbearer.config beginning at: <redacted> x=y");
+	kconf_redact("token for TopSecret99", out, sizeof(out));
+	assert_string_equal(out, "token for <redacted>");
+	rd_kafka_conf_destroy(conf);
+	config_destroy(cfg);
+}
+
+/*
  * librdkafka's lines lose every secret value: the longest match first, never
  * a letter of a mask already written (nor the mask itself, when it is a
  * secret), and a line too long is cut before a secret, never inside it.
@@ -247,6 +273,7 @@ int main(void)
 	    cmocka_unit_test(test_user_keys_win),
 	    cmocka_unit_test(test_fetch_follows_message_max),
 	    cmocka_unit_test(test_check_reads_the_files),
+	    cmocka_unit_test(test_secret_words_are_redacted),
 	    cmocka_unit_test(test_log_lines_are_redacted),
 	};
 
