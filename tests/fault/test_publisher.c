@@ -264,6 +264,19 @@ static long long wait_unsent(PGconn *conn, const char *schema, long long want)
 	return unsent(conn, schema);
 }
 
+/* Waits up to 30 s for every row to be sent, then stops p: the rows left unsent, *st p's figures.
+ */
+static long long run_until_sent(PGconn *conn, const char *schema, struct publisher *p,
+                                atomic_int *stop, struct publisher_stats *st)
+{
+	long long left = wait_unsent(conn, schema, 0);
+
+	publisher_stats(p, st);
+	*stop = 1;
+	publisher_destroy(p);
+	return left;
+}
+
 /*
  * A trigger over the producer's message.max.bytes (1000) goes without its
  * comment, marked so, and the triggers after it go out as they are.
@@ -285,12 +298,8 @@ static void test_too_large_goes_without_comment(void **state)
 	f.big_full = f.big_trimmed = 0;
 	f.refuse = false;
 	struct publisher *p = publisher_on(&k, schema, refuse_big, "1000", &stop);
-	long long left = wait_unsent(conn, schema, 0);
-	publisher_stats(p, &st);
-	stop = 1;
-	publisher_destroy(p);
 
-	assert_int_equal(left, 0);
+	assert_int_equal(run_until_sent(conn, schema, p, &stop, &st), 0);
 	assert_int_equal(st.sent, 3);
 	assert_int_equal(st.failed, 0);
 	/* The producer refused the whole one itself: only the trimmed one was delivered. */
@@ -367,11 +376,7 @@ static void test_refused_trigger_is_passed_over(void **state)
 	f.big_full = f.big_trimmed = 0;
 	f.refuse = false;
 	p = publisher_on(&k, schema, refuse_big, "1000000", &stop);
-	long long left = wait_unsent(conn, schema, 0);
-	publisher_stats(p, &st);
-	stop = 1;
-	publisher_destroy(p);
-	assert_int_equal(left, 0);
+	assert_int_equal(run_until_sent(conn, schema, p, &stop, &st), 0);
 	assert_int_equal(st.sent, 1);
 	assert_int_equal(st.failed, 0);
 	assert_int_equal(f.big_full, 1);

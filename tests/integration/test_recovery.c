@@ -422,6 +422,25 @@ static void recovery_leader(struct fx_kafka *k, int32_t broker)
 }
 
 /*
+ * The stream produced to a migrated schema, consumed by a consumer of
+ * group with extra flags while the recovery topic has no leader: every
+ * trigger committed, none acknowledged. Returns the consumer's pid.
+ */
+static pid_t stream_without_leader(struct fx_kafka *k, PGconn *conn, const char *schema,
+                                   const char *group, const char *const *extra)
+{
+	pid_t pid;
+
+	fx_migrate(conn, schema);
+	fx_kafka_start(k, PARTITIONS);
+	produce(k, stream, STREAM_MESSAGES);
+	recovery_leader(k, -1);
+	pid = fx_consumer_start(k, schema, group, extra);
+	fx_wait_offsets(conn, schema, group, STREAM_MESSAGES, 60000);
+	return pid;
+}
+
+/*
  * The recovery topic has no leader, so triggers are committed but never
  * acknowledged; the consumer is killed; after the restart every trigger
  * arrives (a re-send would carry the same trigger_id).
@@ -434,12 +453,7 @@ static void test_sigkill_before_ack(void **state)
 	pid_t pid;
 
 	(void)state;
-	fx_migrate(conn, schema);
-	fx_kafka_start(&k, PARTITIONS);
-	produce(&k, stream, STREAM_MESSAGES);
-	recovery_leader(&k, -1);
-	pid = fx_consumer_start(&k, schema, "g-kill", NULL);
-	fx_wait_offsets(conn, schema, "g-kill", STREAM_MESSAGES, 60000);
+	pid = stream_without_leader(&k, conn, schema, "g-kill", NULL);
 	/* Committed with their events, none acknowledged. */
 	assert_int_equal(outbox_count(conn, schema, false), N_EXPECTED_STREAM);
 	assert_int_equal(outbox_count(conn, schema, true), N_EXPECTED_STREAM);
@@ -480,16 +494,11 @@ static void test_frozen_publisher_frees_its_claim(void **state)
 	PGconn *conn = harness_pg_connect();
 	char *schema = harness_fresh_schema(conn, "fc_recovery_frozen");
 	struct fx_kafka k;
-	pid_t a = -1, b;
+	pid_t a, b;
 	bool held = false;
 
 	(void)state;
-	fx_migrate(conn, schema);
-	fx_kafka_start(&k, PARTITIONS);
-	produce(&k, stream, STREAM_MESSAGES);
-	recovery_leader(&k, -1);
-	a = fx_consumer_start(&k, schema, "g-frozen", extra);
-	fx_wait_offsets(conn, schema, "g-frozen", STREAM_MESSAGES, 60000);
+	a = stream_without_leader(&k, conn, schema, "g-frozen", extra);
 	/* Frozen in a claim: a claim waits 10 s for the broker, then another begins. */
 	for (int attempt = 0; attempt < 5 && !held; attempt++) {
 		for (int w = 0; w < 300 && publishers_in_claim(conn) == 0; w++)
