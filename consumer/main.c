@@ -194,6 +194,10 @@ static int cmd_report(const struct config *cfg)
 	int rc = report_print(conn, config_get(cfg, "database.schema"), *from ? from : NULL,
 	                      *to ? to : NULL, stdout, errstr, sizeof(errstr));
 	PQfinish(conn);
+	if (rc == -2) { /* a bad setting, found by PostgreSQL */
+		log_error("%s", errstr);
+		return EXIT_USAGE;
+	}
 	if (rc != 0) {
 		log_error("report failed: %s", errstr);
 		return EXIT_FAILURE;

@@ -149,15 +149,67 @@ static void print_channel(FILE *out, const PGresult *res, int r)
 	fprintf(out, "  %-22s %6" PRId64 "\n", "negative events", val(res, r, C_NEGATIVE));
 }
 
+/*
+ * value of setting key as PostgreSQL reads it, in UTC, into canon; -2 with
+ * errstr when it is no timestamp or falls inside a 15-minute bucket: the
+ * figures exist per whole bucket, and a bound inside one would drop or
+ * take the bucket's events silently.
+ */
+static int report_bound(PGconn *conn, const char *key, const char *value, char *canon,
+                        size_t canon_size, char *errstr, size_t errstr_size)
+{
+	const char *params[1] = {value};
+	PGresult *res =
+	    PQexecParams(conn,
+	                 "SELECT $1::timestamptz::text, $1::timestamptz = date_bin('15 minutes', "
+	                 "$1::timestamptz, timestamptz '1970-01-01 00:00:00+00')",
+	                 1, NULL, params, NULL, NULL, 0);
+	int rc = -2;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+		snprintf(errstr, errstr_size, "'%s' is not a timestamp PostgreSQL reads: %s", key,
+		         msg ? msg : PQerrorMessage(conn));
+	} else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+		snprintf(errstr, errstr_size,
+		         "'%s' %s is inside a 15-minute bucket: the figures are per bucket (UTC), "
+		         "so a bound falls on :00, :15, :30 or :45",
+		         key, PQgetvalue(res, 0, 0));
+	} else {
+		snprintf(canon, canon_size, "%s", PQgetvalue(res, 0, 0));
+		rc = 0;
+	}
+	PQclear(res);
+	return rc;
+}
+
 int report_print(PGconn *conn, const char *schema, const char *since, const char *until, FILE *out,
                  char *errstr, size_t errstr_size)
 {
-	const char *params[2] = {since, until};
-	char *ident = PQescapeIdentifier(conn, schema, strlen(schema));
+	char from[64] = "", to[64] = "";
+	const char *params[2] = {since ? from : NULL, until ? to : NULL};
+	char *ident = NULL;
 	char *sql = NULL;
 	PGresult *res = NULL;
 	int rc = -1;
 
+	/* Buckets are UTC: so is a bound written without an offset, and the header. */
+	res = PQexec(conn, "SET TimeZone TO 'UTC'");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		snprintf(errstr, errstr_size, "setting the time zone: %.*s",
+		         (int)strcspn(PQerrorMessage(conn), "\n"), PQerrorMessage(conn));
+		goto out;
+	}
+	PQclear(res);
+	res = NULL;
+	if ((since && (rc = report_bound(conn, "report.from", since, from, sizeof(from), errstr,
+	                                 errstr_size)) != 0) ||
+	    (until && (rc = report_bound(conn, "report.to", until, to, sizeof(to), errstr,
+	                                 errstr_size)) != 0))
+		goto out;
+	rc = -1;
+	ident = PQescapeIdentifier(conn, schema, strlen(schema));
 	if (ident == NULL || asprintf(&sql, report_sql, ident) < 0) {
 		snprintf(errstr, errstr_size, "building the report query: out of memory");
 		goto out;
@@ -171,8 +223,7 @@ int report_print(PGconn *conn, const char *schema, const char *since, const char
 		goto out;
 	}
 	fprintf(out, "KPI report%s%s%s%s (95 %% intervals; n < %d is a small sample)\n\n",
-	        since ? " from " : "", since ? since : "", until ? " until " : "",
-	        until ? until : "", SMALL_SAMPLE);
+	        since ? " from " : "", from, until ? " until " : "", to, SMALL_SAMPLE);
 	if (PQntuples(res) == 0)
 		fprintf(out, "no feedback in this period\n");
 	for (int r = 0; r < PQntuples(res); r++) {

@@ -29,8 +29,10 @@ const char *report_csat_band(double pct);
 
 /*
  * Prints the report of schema's channel_kpi summed over [since, until)
- * (NULL: unbounded; any PostgreSQL timestamptz literal) to out. Returns 0,
- * or -1 with errstr set.
+ * (NULL: unbounded; any PostgreSQL timestamptz literal on a 15-minute
+ * boundary, UTC unless it says otherwise) to out. Returns 0, -2 with
+ * errstr for a bound that is no timestamp or not on a boundary, or -1 with
+ * errstr set.
  */
 int report_print(PGconn *conn, const char *schema, const char *since, const char *until, FILE *out,
                  char *errstr, size_t errstr_size);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -639,6 +640,43 @@ static void test_report(void **state)
 	assert_int_equal(pclose(p), 0);
 	if (strcmp(out, report_expected) != 0)
 		fail_msg("report:\n%s\nexpected:\n%s", out, report_expected);
+
+	/* A bound without an offset is UTC, as the buckets are, whatever the session's zone. */
+	snprintf(cmd, sizeof(cmd),
+	         "PGTZ=Europe/Berlin '%s' report --database.schema=%s "
+	         "'--report.from=2024-03-10 09:00' '--report.to=2024-03-10 11:00:00+01'",
+	         bin, f->schema);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	len = fread(out, 1, sizeof(out) - 1, p);
+	out[len] = '\0';
+	assert_int_equal(pclose(p), 0);
+	if (strcmp(out, report_expected) != 0)
+		fail_msg("report with PGTZ=Europe/Berlin:\n%s\nexpected:\n%s", out,
+		         report_expected);
+
+	/* A bound inside a bucket, or no timestamp: exit 2, the setting named. */
+	static const struct {
+		const char *flag, *message;
+	} bad[] = {
+	    {"'--report.from=2024-03-10 09:07:00+00'",
+	     "'report.from' 2024-03-10 09:07:00+00 is inside a 15-minute bucket"},
+	    {"--report.to=yesterdayish", "'report.to' is not a timestamp PostgreSQL reads"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(cmd, sizeof(cmd),
+		         "'%s' report --log.format=text --database.schema=%s %s 2>&1", bin,
+		         f->schema, bad[i].flag);
+		p = popen(cmd, "r");
+		assert_non_null(p);
+		len = fread(out, 1, sizeof(out) - 1, p);
+		out[len] = '\0';
+		int status = pclose(p);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 2);
+		if (strstr(out, bad[i].message) == NULL)
+			fail_msg("report %s said:\n%s", bad[i].flag, out);
+	}
 }
 
 /* --- the ledger's partitions ----------------------------------------------- */
