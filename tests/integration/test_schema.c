@@ -799,6 +799,23 @@ static void test_partition_routing_and_idempotency(void **state)
 	assert_int_equal(harness_query_int(f->conn, "SELECT count(*) FROM ledger"), 4);
 }
 
+/*
+ * A temporary table named as a month's partition, in the caller's session,
+ * does not pass for it: the partition is created, and the month's rows go
+ * there, not to the default partition.
+ */
+static void test_temporary_table_is_no_partition(void **state)
+{
+	struct fixture *f = *state;
+
+	harness_exec(f->conn, "CREATE TEMP TABLE ledger_p200103 (a int)");
+	assert_int_equal(
+	    harness_query_int(f->conn, "SELECT ledger_ensure_partitions('2001-03-01', 1)"), 1);
+	/* Gone before the look-up by name, which it would shadow. */
+	harness_exec(f->conn, "DROP TABLE pg_temp.ledger_p200103");
+	expect_partition(f->conn, "e-mar", "2001-03-10 12:00:00+00", "ledger_p200103");
+}
+
 static void test_ensure_and_drop_partitions(void **state)
 {
 	struct fixture *f = *state;
@@ -944,6 +961,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migration_creates_partitions, setup_migrated,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_partition_routing_and_idempotency, setup_migrated,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_temporary_table_is_no_partition, setup_migrated,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_ensure_and_drop_partitions, setup_migrated,
 	                                    teardown),
