@@ -270,6 +270,14 @@ rd_kafka_conf_t *kconf_new(const struct config *cfg, enum kconf_role role, char 
 	return kb.conf;
 }
 
+static void log_nothing(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	(void)level;
+	(void)fac;
+	(void)buf;
+}
+
 int kconf_check(const rd_kafka_conf_t *conf, enum kconf_role role, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *dry = rd_kafka_conf_dup(conf);
@@ -279,12 +287,18 @@ int kconf_check(const rd_kafka_conf_t *conf, enum kconf_role role, char *errstr,
 		snprintf(errstr, errstr_size, "out of memory");
 		return -1;
 	}
-	/* No broker to connect to; the callbacks and their opaque are never called. */
+	/*
+	 * No broker to connect to; the callbacks and their opaque are never
+	 * called. Silent, kafka.debug too: it would warn that it has no
+	 * brokers, and the real clients log whatever else it would.
+	 */
 	if (rd_kafka_conf_set(dry, "bootstrap.servers", "", errstr, errstr_size) !=
-	    RD_KAFKA_CONF_OK) {
+	        RD_KAFKA_CONF_OK ||
+	    rd_kafka_conf_set(dry, "log_level", "0", errstr, errstr_size) != RD_KAFKA_CONF_OK) {
 		rd_kafka_conf_destroy(dry);
 		return -1;
 	}
+	rd_kafka_conf_set_log_cb(dry, log_nothing); /* kafka.debug raises log_level again */
 	rk = rd_kafka_new(role == KCONF_CONSUMER ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER, dry,
 	                  errstr, errstr_size);
 	if (rk == NULL) {

@@ -206,6 +206,9 @@ static void test_probes_before_postgresql(void **state)
 	assert_int_equal(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd), "grep -q 'pw-Zq81-never-logged' '%s'", log_path);
 	assert_int_not_equal(system(cmd), 0);
+	/* The settings' check before connecting (a client without brokers) says nothing. */
+	snprintf(cmd, sizeof(cmd), "grep -q 'No .bootstrap.servers. configured' '%s'", log_path);
+	assert_int_not_equal(system(cmd), 0);
 	unlink(log_path);
 }
 
