@@ -603,15 +603,34 @@ static const char report_expected[] =
     "  negative events             9\n"
     "\n";
 
+/*
+ * Runs "[env] feedback-consumer report --database.schema=schema args" with
+ * stderr on stdout, its output in out; returns its exit code.
+ */
+static int run_report(const char *env, const char *schema, const char *args, char *out, size_t size)
+{
+	const char *bin = getenv("FC_BIN");
+	char cmd[512];
+	FILE *p;
+	size_t len;
+
+	assert_non_null(bin);
+	snprintf(cmd, sizeof(cmd), "%s '%s' report --log.format=text --database.schema=%s %s 2>&1",
+	         env, bin, schema, args);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	len = fread(out, 1, size - 1, p);
+	out[len] = '\0';
+	int status = pclose(p);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
 static void test_report(void **state)
 {
 	struct fixture *f = *state;
-	const char *bin = getenv("FC_BIN");
-	char cmd[512], out[4096];
-	size_t len;
-	FILE *p;
+	char out[4096];
 
-	assert_non_null(bin);
 	harness_exec(
 	    f->conn,
 	    "INSERT INTO channel_agg (bucket, channel, csat_n, csat_satisfied, "
@@ -629,28 +648,20 @@ static void test_report(void **state)
 	    "0, 0, 0, 0, 0, 0, 0, 3), "
 	    "('2024-03-10 10:00:00+00', 'email', 2, 2, 504000, 0, 0, 0, 0, 0, 0, 0, 0, 0, "
 	    "0, 0, 0, 0, 0, 0, 0, 0)");
-	snprintf(cmd, sizeof(cmd),
-	         "'%s' report --database.schema=%s '--report.from=2024-03-10 09:00:00+00' "
-	         "'--report.to=2024-03-10 10:00:00+00'",
-	         bin, f->schema);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	len = fread(out, 1, sizeof(out) - 1, p);
-	out[len] = '\0';
-	assert_int_equal(pclose(p), 0);
+	assert_int_equal(run_report("", f->schema,
+	                            "'--report.from=2024-03-10 09:00:00+00' "
+	                            "'--report.to=2024-03-10 10:00:00+00'",
+	                            out, sizeof(out)),
+	                 0);
 	if (strcmp(out, report_expected) != 0)
 		fail_msg("report:\n%s\nexpected:\n%s", out, report_expected);
 
 	/* A bound without an offset is UTC, as the buckets are, whatever the session's zone. */
-	snprintf(cmd, sizeof(cmd),
-	         "PGTZ=Europe/Berlin '%s' report --database.schema=%s "
-	         "'--report.from=2024-03-10 09:00' '--report.to=2024-03-10 11:00:00+01'",
-	         bin, f->schema);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	len = fread(out, 1, sizeof(out) - 1, p);
-	out[len] = '\0';
-	assert_int_equal(pclose(p), 0);
+	assert_int_equal(run_report("PGTZ=Europe/Berlin", f->schema,
+	                            "'--report.from=2024-03-10 09:00' "
+	                            "'--report.to=2024-03-10 11:00:00+01'",
+	                            out, sizeof(out)),
+	                 0);
 	if (strcmp(out, report_expected) != 0)
 		fail_msg("report with PGTZ=Europe/Berlin:\n%s\nexpected:\n%s", out,
 		         report_expected);
@@ -664,16 +675,7 @@ static void test_report(void **state)
 	    {"--report.to=yesterdayish", "'report.to' is not a timestamp PostgreSQL reads"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		snprintf(cmd, sizeof(cmd),
-		         "'%s' report --log.format=text --database.schema=%s %s 2>&1", bin,
-		         f->schema, bad[i].flag);
-		p = popen(cmd, "r");
-		assert_non_null(p);
-		len = fread(out, 1, sizeof(out) - 1, p);
-		out[len] = '\0';
-		int status = pclose(p);
-		assert_true(WIFEXITED(status));
-		assert_int_equal(WEXITSTATUS(status), 2);
+		assert_int_equal(run_report("", f->schema, bad[i].flag, out, sizeof(out)), 2);
 		if (strstr(out, bad[i].message) == NULL)
 			fail_msg("report %s said:\n%s", bad[i].flag, out);
 	}
