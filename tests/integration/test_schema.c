@@ -850,33 +850,99 @@ static void test_ensure_and_drop_partitions(void **state)
 	    harness_query_int(f->conn, "SELECT ledger_ensure_partitions('2001-01-01', 0)"), 0);
 
 	/*
-	 * Retention: partitions ending on or before the cutoff go. January ends
-	 * 2001-02-01 <= 2001-03-31; March ends 2001-04-01, after it -> 1.
+	 * Retention cuts at the first day of the cutoff's month: partitions
+	 * ending by then go, and the rows and ids before it, wherever they sit.
+	 * Cutoff 2001-03-31: January ends 2001-02-01, before the cut 2001-03-01;
+	 * March ends 2001-04-01, after it -> 1. February's row in the default
+	 * partition goes, and the ids of February and of e-jan, whose row is
+	 * nowhere (its month was dropped as a late event came in).
 	 */
+	expect_partition(f->conn, "e-far", "2101-01-15 00:00:00+00", "ledger_default");
+	harness_exec(f->conn, "INSERT INTO event_ids VALUES ('e-jan', '2001-01-05 00:00:00+00'), "
+	                      "('e-far', '2101-01-15 00:00:00+00')");
 	assert_int_equal(
 	    harness_query_int(f->conn, "SELECT ledger_drop_partitions_before('2001-03-31')"), 1);
-	assert_int_equal(
-	    harness_query_int(f->conn, "SELECT count(*) FROM ledger WHERE event_id = 'e-mar'"), 1);
-	/* Cutoff 2001-05-01: March and April -> 2; March's row goes with it. */
+	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM ledger",
+	            "e-far,e-mar");
+	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM event_ids",
+	            "e-far,e-mar,e-may");
+	/*
+	 * Cutoff 2001-05-01: March and April -> 2; March's row and id go with
+	 * them: a redelivery that old counts again. May is after the cut, and
+	 * the row of 2101 in the default partition too: they stay.
+	 */
 	assert_int_equal(
 	    harness_query_int(f->conn, "SELECT ledger_drop_partitions_before('2001-05-01')"), 2);
-	assert_int_equal(
-	    harness_query_int(f->conn, "SELECT count(*) FROM ledger WHERE event_id = 'e-mar'"), 0);
-	/*
-	 * The ids of the dropped months go too: a redelivery that old counts
-	 * again. February's row sits in the default partition, and May is after
-	 * the cutoff: their ids stay.
-	 */
+	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM ledger",
+	            "e-far");
 	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM event_ids",
-	            "e-feb,e-may");
+	            "e-far,e-may");
 	assert_int_equal(
 	    harness_query_int(f->conn, "SELECT ledger_drop_partitions_before('2001-05-01')"), 0);
 	/* The default partition stays, and so do the partitions of the present. */
-	assert_int_equal(
-	    harness_query_int(f->conn, "SELECT count(*) FROM ledger WHERE event_id = 'e-feb'"), 1);
 	assert_int_equal(harness_query_int(f->conn, "SELECT count(*) FROM pg_inherits "
 	                                            "WHERE inhparent = 'ledger'::regclass"),
 	                 17);
+}
+
+/*
+ * While retention forgets the ids, which can take long, events keep coming
+ * in: it holds no lock on the ledger until it drops the partitions. A
+ * session holding one of the old ids keeps retention at that point; an
+ * insert of the present, with a lock_timeout, goes through meanwhile.
+ */
+static void test_retention_lets_ingestion_on(void **state)
+{
+	struct fixture *f = *state;
+	PGconn *holder = harness_pg_connect();
+	PGconn *retention = harness_pg_connect();
+	PGresult *res = NULL;
+	char sql[512];
+	long long waiting = 0;
+
+	snprintf(sql, sizeof(sql), "SET search_path TO \"%s\"", f->schema);
+	harness_exec(holder, sql);
+	harness_exec(retention, sql);
+	assert_int_equal(
+	    harness_query_int(f->conn, "SELECT ledger_ensure_partitions('2001-03-01', 1)"), 1);
+	expect_partition(f->conn, "e-mar", "2001-03-10 12:00:00+00", "ledger_p200103");
+	harness_exec(f->conn, "INSERT INTO event_ids VALUES ('e-mar', '2001-03-10 12:00:00+00')");
+
+	harness_exec(holder, "BEGIN; SELECT 1 FROM event_ids WHERE event_id = 'e-mar' FOR UPDATE");
+	assert_int_equal(
+	    PQsendQuery(retention, "SELECT ledger_drop_partitions_before('2001-05-01')"), 1);
+	snprintf(
+	    sql, sizeof(sql),
+	    "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND wait_event_type = 'Lock'",
+	    PQbackendPID(retention));
+	for (int i = 0; i < 500 && waiting == 0; i++) {
+		waiting = harness_query_int(f->conn, sql);
+		if (waiting == 0)
+			usleep(10 * 1000);
+	}
+	assert_int_equal(waiting, 1);
+
+	harness_exec(f->conn, "SET lock_timeout TO '2s'");
+	harness_exec(f->conn, "BEGIN; INSERT INTO event_ids VALUES ('e-now', now())");
+	expect_text(f->conn,
+	            "WITH ins AS (INSERT INTO ledger (event_id, occurred_at, channel, customer_id, "
+	            "source_partition, source_offset) VALUES ('e-now', now(), 'email', 'c', 0, 0) "
+	            "RETURNING 1) SELECT count(*) FROM ins",
+	            "1");
+	harness_exec(f->conn, "COMMIT; RESET lock_timeout");
+
+	harness_exec(holder, "COMMIT");
+	res = PQgetResult(retention);
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(res, 0, 0), "1");
+	PQclear(res);
+	assert_null(PQgetResult(retention));
+	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM event_ids",
+	            "e-now");
+	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM ledger",
+	            "e-now");
+	PQfinish(retention);
+	PQfinish(holder);
 }
 
 /*
@@ -967,6 +1033,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_temporary_table_is_no_partition, setup_migrated,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_ensure_and_drop_partitions, setup_migrated,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_lets_ingestion_on, setup_migrated,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_event_ids_from_an_older_ledger, setup_fresh,
 	                                    teardown),
