@@ -153,9 +153,12 @@ static bool valid_utf8(const uint8_t *s, size_t n)
  * every length-delimited string field of the event (and of its attribute
  * map entries) as the bytes that were sent. Returns the field number of
  * the first bad string, 0 when all are valid, -1 when the wire is broken.
+ * Sets *split when occurred_at or contact comes in more than one part.
  */
-static int wire_check_strings(const uint8_t *p, const uint8_t *end, bool is_map_entry)
+static int wire_check_strings(const uint8_t *p, const uint8_t *end, bool is_map_entry, bool *split)
 {
+	unsigned seen = 0;
+
 	while (p < end) {
 		uint64_t tag, len;
 		if (!read_varint(&p, end, &tag))
@@ -184,8 +187,14 @@ static int wire_check_strings(const uint8_t *p, const uint8_t *end, bool is_map_
 			                                 field == 6 || field == 9 || field == 10);
 			if (is_string && !valid_utf8(p, (size_t)len))
 				return (int)field;
+			if (!is_map_entry && (field == 2 || field == 8)) {
+				unsigned bit = field == 2 ? 1u : 2u;
+				if (seen & bit)
+					*split = true;
+				seen |= bit;
+			}
 			if (!is_map_entry && field == 11) {
-				int bad = wire_check_strings(p, p + len, true);
+				int bad = wire_check_strings(p, p + len, true, split);
 				if (bad != 0)
 					return bad < 0 ? -1 : 11;
 			}
@@ -197,6 +206,93 @@ static int wire_check_strings(const uint8_t *p, const uint8_t *end, bool is_map_
 		}
 	}
 	return 0;
+}
+
+static uint8_t *put_varint(uint8_t *o, uint64_t v)
+{
+	while (v >= 0x80) {
+		*o++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*o++ = (uint8_t)v;
+	return o;
+}
+
+/*
+ * Copies the parts of top-level field `field` (length-delimited) of a wire
+ * that protobuf-c parsed to o, tags and lengths left out, counting them in
+ * *parts; or, with field 0, every field but occurred_at and contact whole.
+ * Returns the end of what was written.
+ */
+static uint8_t *wire_copy(const uint8_t *p, const uint8_t *end, uint32_t field, uint8_t *o,
+                          size_t *parts)
+{
+	while (p < end) {
+		const uint8_t *start = p;
+		uint64_t tag, len = 0;
+		read_varint(&p, end, &tag);
+		switch (tag & 7) {
+		case 0:
+			read_varint(&p, end, &len);
+			break;
+		case 1:
+			p += 8;
+			break;
+		case 5:
+			p += 4;
+			break;
+		default: /* 2: wire_check_strings let no other type through */
+			read_varint(&p, end, &len);
+			if ((tag >> 3) == field) {
+				memcpy(o, p, (size_t)len);
+				o += len;
+				(*parts)++;
+			}
+			p += len;
+			break;
+		}
+		bool merged = (tag & 7) == 2 && ((tag >> 3) == 2 || (tag >> 3) == 8);
+		if (field == 0 && !merged) {
+			memcpy(o, start, (size_t)(p - start));
+			o += p - start;
+		}
+	}
+	return o;
+}
+
+/*
+ * A singular message field sent in several parts is one field, the parts
+ * merged: protobuf's parsers parse it as the concatenation of the parts,
+ * where protobuf-c keeps the last part alone (an occurred_at of seconds,
+ * then one of nanos, would read 1970). Writes the event again, in a, with
+ * occurred_at and contact each in one part; returns its length.
+ */
+static size_t wire_merge_parts(const uint8_t *p, const uint8_t *end, struct arena *a,
+                               const uint8_t **out)
+{
+	static const uint32_t merged[] = {2, 8};
+	/* Every part had a tag and a length; each merged field needs 11 bytes at most. */
+	uint8_t *buf = arena_alloc(a, (size_t)(end - p) + 2 * 11);
+	size_t parts = 0;
+	uint8_t *o = wire_copy(p, end, 0, buf, &parts);
+
+	for (size_t i = 0; i < sizeof(merged) / sizeof(merged[0]); i++) {
+		uint8_t head[11], *head_end;
+		uint8_t *body = o + sizeof(head);
+		size_t n;
+
+		parts = 0;
+		n = (size_t)(wire_copy(p, end, merged[i], body, &parts) - body);
+		if (parts == 0)
+			continue; /* absent stays absent */
+		head_end = put_varint(head, (uint64_t)merged[i] << 3 | 2);
+		head_end = put_varint(head_end, n);
+		memmove(o + (head_end - head), body, n);
+		memcpy(o, head, (size_t)(head_end - head));
+		o += (head_end - head) + n;
+	}
+	*out = buf;
+	return (size_t)(o - buf);
 }
 
 static const char *metric_name(int m)
@@ -291,6 +387,27 @@ static const char *str_or_empty(const char *s)
 	return s ? s : "";
 }
 
+/*
+ * The keys of a map sent more than once are one entry each (the last one
+ * wins): counts distinct keys, up to MAX_ATTRIBUTES + 1, comparing each
+ * entry with those found so far only.
+ */
+static size_t distinct_keys(Feedback__V1__FeedbackEvent__AttributesEntry *const *e, size_t n)
+{
+	const char *found[MAX_ATTRIBUTES + 1];
+	size_t distinct = 0;
+
+	for (size_t i = 0; i < n && distinct < MAX_ATTRIBUTES + 1; i++) {
+		const char *key = str_or_empty(e[i]->key);
+		size_t j = 0;
+		while (j < distinct && strcmp(found[j], key) != 0)
+			j++;
+		if (j == distinct)
+			found[distinct++] = key;
+	}
+	return distinct;
+}
+
 enum decode_result decode_event(const void *value, size_t len, enum channel topic_channel,
                                 int64_t now_us, struct arena *a, struct event *ev, char *errmsg,
                                 size_t errmsg_size)
@@ -334,10 +451,19 @@ enum decode_result decode_event(const void *value, size_t len, enum channel topi
 	 * Before any rule that measures a string: protobuf-c's C strings end at
 	 * a NUL byte, so "\0abc" would pass for an absent event_id.
 	 */
-	int bad = wire_check_strings(p, end, false);
+	bool split = false;
+	int bad = wire_check_strings(p, end, false, &split);
 	if (bad < 0)
 		return fail(errmsg, errmsg_size, DECODE_DECODE_ERROR,
 		            "value is not a feedback.v1.FeedbackEvent");
+	if (bad == 0 && split) {
+		const uint8_t *merged = NULL;
+		size_t n = wire_merge_parts(p, end, a, &merged);
+		m = feedback__v1__feedback_event__unpack(&a->pb, n, merged);
+		if (m == NULL)
+			return fail(errmsg, errmsg_size, DECODE_DECODE_ERROR,
+			            "value is not a feedback.v1.FeedbackEvent");
+	}
 	if (bad > 0) {
 		static const char *const names[] = {
 		    [1] = "event_id",       [4] = "customer_id", [5] = "agent_id",
@@ -442,9 +568,11 @@ enum decode_result decode_event(const void *value, size_t len, enum channel topi
 		return fail(errmsg, errmsg_size, DECODE_INVALID_LOCALE,
 		            "'locale' '%s' is not a BCP 47 language tag",
 		            quote(locale, strlen(locale), q, sizeof(q)));
-	if (m->n_attributes > MAX_ATTRIBUTES)
+	size_t n_attributes = distinct_keys(m->attributes, m->n_attributes);
+	if (n_attributes > MAX_ATTRIBUTES)
 		return fail(errmsg, errmsg_size, DECODE_TOO_MANY_ATTRIBUTES,
-		            "event has %zu attributes, more than %d", m->n_attributes,
+		            "event has %s%zu attributes, more than %d",
+		            n_attributes < m->n_attributes ? "at least " : "", n_attributes,
 		            MAX_ATTRIBUTES);
 	int fcr = (int)m->first_contact_resolution;
 	if (fcr < FCR_NOT_ASKED || fcr > FCR_UNRESOLVED)

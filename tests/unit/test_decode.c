@@ -604,6 +604,70 @@ static void test_occurred_at_missing_and_invalid(void **state)
 	assert_true(ev.occurred_at_us == 0);
 }
 
+/* Packs the event and appends raw wire bytes after it; returns the length. */
+static size_t msg_pack_then(const uint8_t *tail, size_t n)
+{
+	size_t len = msg_pack();
+
+	assert_true(len + n <= sizeof(wire));
+	memcpy(wire + len, tail, n);
+	return len + n;
+}
+
+/*
+ * occurred_at and contact sent in several parts are each one field, merged
+ * as protobuf's parsers merge them: later fields win, the others stay. Each
+ * part alone would be the whole field to protobuf-c.
+ */
+static void test_split_fields_are_merged(void **state)
+{
+	/* occurred_at {nanos: 5}; {nanos: 7000}; contact {handle_seconds: 40}; contact {} */
+	static const uint8_t nanos5[] = {0x12, 0x02, 0x10, 0x05};
+	static const uint8_t nanos7000[] = {0x12, 0x03, 0x10, 0xd8, 0x36};
+	static const uint8_t handle40[] = {0x42, 0x02, 0x18, 0x28};
+	static const uint8_t handle40_empty[] = {0x42, 0x02, 0x18, 0x28, 0x42, 0x00};
+	uint8_t framed[1024] = {0x00, 0x00, 0x00, 0x00, 0x2a, 0x00};
+	size_t n;
+
+	(void)state;
+	/* An hour ahead, then nanos: still an hour ahead, not 1970. */
+	M.ts.seconds = NOW_S + 3600;
+	n = msg_pack_then(nanos5, sizeof(nanos5));
+	assert_reject(decode_raw(wire, n, CHANNEL_SMS), "future_occurred_at", "'occurred_at'");
+	assert_string_equal(err, "'occurred_at' is 3599.876544 s in the future, more than 300");
+
+	/* A minute ago, then 7000 ns: 7 us past that minute. */
+	M.ts.seconds = NOW_S - 60;
+	n = msg_pack_then(nanos7000, sizeof(nanos7000));
+	assert_ok(decode_raw(wire, n, CHANNEL_SMS));
+	assert_true(ev.occurred_at_us == (NOW_S - 60) * 1000000 + 7);
+	assert_string_equal(ev.event_id, "evt-1");
+	assert_int_equal(ev.csat.score, 4);
+	assert_false(ev.has_contact);
+
+	/* Answered after 30 s, then a handle time of 40 s: all three stay. */
+	set_contact(OUTCOME_ANSWERED, 30, 0);
+	n = msg_pack_then(handle40, sizeof(handle40));
+	assert_ok(decode_raw(wire, n, CHANNEL_SMS));
+	assert_true(ev.has_contact);
+	assert_int_equal(ev.outcome, OUTCOME_ANSWERED);
+	assert_int_equal(ev.wait_seconds, 30);
+	assert_int_equal(ev.handle_seconds, 40);
+
+	/* The same behind the schema registry's framing, with an empty last part. */
+	n = msg_pack_then(handle40_empty, sizeof(handle40_empty));
+	memcpy(framed + 6, wire, n);
+	assert_ok(decode_raw(framed, n + 6, CHANNEL_SMS));
+	assert_int_equal(ev.outcome, OUTCOME_ANSWERED);
+	assert_int_equal(ev.wait_seconds, 30);
+	assert_int_equal(ev.handle_seconds, 40);
+
+	/* A field not sent stays absent when another is merged. */
+	M.ev.occurred_at = NULL;
+	n = msg_pack_then(handle40, sizeof(handle40));
+	assert_reject(decode_raw(wire, n, CHANNEL_SMS), "missing_occurred_at", "'occurred_at'");
+}
+
 static void test_occurred_at_future_boundary(void **state)
 {
 	(void)state;
@@ -1005,6 +1069,16 @@ static void test_attributes_count(void **state)
 	assert_string_equal(err, "event has 33 attributes, more than 32");
 	set_attributes(0, "value");
 	assert_ok(decode_msg());
+	/* A key sent again is the same entry: 33 entries, 32 keys. */
+	set_attributes(33, "value");
+	M.attr[32].key = M.attr_keys[0];
+	assert_ok(decode_msg());
+	/* 33 keys among 40 entries. */
+	set_attributes(40, "value");
+	for (size_t i = 33; i < 40; i++)
+		M.attr[i].key = M.attr_keys[i - 33];
+	assert_reject(decode_msg(), "too_many_attributes", "attributes");
+	assert_string_equal(err, "event has at least 33 attributes, more than 32");
 }
 
 /*
@@ -1353,6 +1427,7 @@ int main(void)
 	    T(test_agent_id),
 	    T(test_interaction_id),
 	    T(test_occurred_at_missing_and_invalid),
+	    T(test_split_fields_are_merged),
 	    T(test_occurred_at_future_boundary),
 	    T(test_channel),
 	    T(test_metric),
