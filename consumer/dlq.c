@@ -11,6 +11,7 @@
 
 struct dlq_record {
 	struct dlq_record *next; /* in the retry list */
+	unsigned long long seq;  /* the order the letters came in */
 	char *src_topic;
 	int32_t src_partition;
 	int64_t src_offset;
@@ -30,7 +31,9 @@ struct dlq {
 	rd_kafka_topic_t *rkt;
 	char *topic;
 	size_t outstanding; /* produced or waiting to be re-sent */
-	struct dlq_record *failed;
+	/* waiting to be sent again, in the order the letters came in */
+	struct dlq_record *failed, *failed_tail;
+	unsigned long long next_seq;
 	unsigned long long delivered;
 	bool fatal; /* the producer can send nothing more (idempotence broken) */
 	char last_error[256];
@@ -112,6 +115,25 @@ static void set_fatal(struct dlq *d, const char *what)
 	snprintf(d->last_error, sizeof(d->last_error), "fatal: %s", reason);
 }
 
+/*
+ * Puts r among the letters waiting to be sent again, in the order the
+ * letters came in: failures mostly come in that order, so from the tail.
+ */
+static void failed_add(struct dlq *d, struct dlq_record *r)
+{
+	struct dlq_record **at = &d->failed;
+
+	if (d->failed_tail && d->failed_tail->seq < r->seq)
+		at = &d->failed_tail->next;
+	else
+		while (*at && (*at)->seq < r->seq)
+			at = &(*at)->next;
+	r->next = *at;
+	*at = r;
+	if (r->next == NULL)
+		d->failed_tail = r;
+}
+
 /* Runs on the thread that polls the producer (dlq_drain / dlq_send). */
 static void dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
@@ -130,8 +152,7 @@ static void dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *op
 		set_fatal(d, rd_kafka_err2str(rkm->err));
 	else if (too_large(rkm->err) && !r->left_out)
 		(void)leave_out(d, r); /* out of memory: sent again as it is */
-	r->next = d->failed;
-	d->failed = r;
+	failed_add(d, r);
 }
 
 static rd_kafka_resp_err_t dlq_produce(struct dlq *d, struct dlq_record *r)
@@ -254,11 +275,10 @@ int dlq_send_source(struct dlq *d, const struct dlq_source *src, const char *rea
 		return -1;
 	}
 	d->outstanding++;
-	if (dlq_produce(d, r) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		/* Queue full or similar: dlq_drain sends it again. */
-		r->next = d->failed;
-		d->failed = r;
-	}
+	r->seq = d->next_seq++;
+	/* Behind the letters that wait, or it would overtake them. */
+	if (d->failed || dlq_produce(d, r) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		failed_add(d, r); /* queue full or similar: dlq_drain sends it again */
 	rd_kafka_poll(d->rk, 0);
 	return 0;
 }
@@ -313,14 +333,19 @@ int dlq_drain(struct dlq *d, atomic_int *stop, void (*waiting)(void *arg), void 
 					waiting(arg);
 			}
 			backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
-			d->failed = NULL;
+			d->failed = d->failed_tail = NULL;
 			while (list) {
 				struct dlq_record *r = list;
 
 				list = r->next;
 				if (dlq_produce(d, r) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-					r->next = d->failed;
-					d->failed = r;
+					/* The rest waits behind it, in order. */
+					failed_add(d, r);
+					while (list) {
+						r = list;
+						list = r->next;
+						failed_add(d, r);
+					}
 				}
 			}
 		}

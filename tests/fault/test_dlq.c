@@ -432,6 +432,49 @@ static void test_fatal_gives_up(void **state)
 	dlq_destroy(d);
 }
 
+/*
+ * Dead letters reach the topic in the order of their source offsets after
+ * an outage: the waiting ones in the order they came, and one that comes
+ * while others wait goes after them.
+ */
+static void test_order_after_outage(void **state)
+{
+	struct world *w = *state;
+	struct fx_record *r = NULL;
+	int64_t first = w->next_offset;
+	size_t n, at = 0;
+
+	f.produce_at = 1;
+	f.produce_calls = 0;
+	f.produce_from_then_on = true;
+	send_some(w, 4);
+	f.produce_at = 0;
+	f.produce_from_then_on = false;
+	drain_all(w);
+
+	f.produce_at = 1;
+	f.produce_calls = 0;
+	f.produce_from_then_on = true;
+	send_some(w, 2);
+	f.produce_at = 0;
+	f.produce_from_then_on = false;
+	send_some(w, 2); /* the topic takes them, but two wait before them */
+	drain_all(w);
+
+	n = fx_read_topic(&w->k, "feedback.dlq", &r);
+	for (size_t i = 0; i < n; i++) {
+		long long off = strtoll(r[i].header[2], NULL, 10);
+		if (off < first)
+			continue;
+		if (off != first + (long long)at)
+			fail_msg("dead letter %zu after the outage is of offset %lld, want %lld",
+			         at, off, (long long)(first + (long long)at));
+		at++;
+	}
+	assert_int_equal(at, 8);
+	fx_records_free(r, n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -444,6 +487,7 @@ int main(void)
 	    cmocka_unit_test(test_too_large_goes_without_value),
 	    cmocka_unit_test(test_broker_refuses_size),
 	    cmocka_unit_test(test_fatal_gives_up),
+	    cmocka_unit_test(test_order_after_outage),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
