@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,11 @@ struct interval report_nps_interval(int64_t promoters, int64_t detractors, int64
 
 const char *report_csat_band(double pct)
 {
+	char shown[32];
+
+	/* As printed: "90.0 %" next to "good" would contradict itself. */
+	snprintf(shown, sizeof(shown), "%.1f", pct);
+	pct = strtod(shown, NULL);
 	if (pct >= 90)
 		return "excellent";
 	if (pct >= 70)

@@ -24,7 +24,7 @@ struct interval report_wilson(int64_t x, int64_t n);
  */
 struct interval report_nps_interval(int64_t promoters, int64_t detractors, int64_t n);
 
-/* "excellent", "good", "average" or "poor" for a CSAT %. */
+/* "excellent", "good", "average" or "poor" for a CSAT %, as printed to one decimal. */
 const char *report_csat_band(double pct);
 
 /*

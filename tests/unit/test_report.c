@@ -75,11 +75,15 @@ static void test_csat_bands(void **state)
 	/* KPI.md: 90-100 excellent, 70-89 good, 50-69 average, below 50 poor. */
 	assert_string_equal(report_csat_band(100), "excellent");
 	assert_string_equal(report_csat_band(90), "excellent");
-	assert_string_equal(report_csat_band(89.99), "good");
+	/* The band of the figure as the report prints it, to one decimal. */
+	assert_string_equal(report_csat_band(89.96), "excellent"); /* 90.0 */
+	assert_string_equal(report_csat_band(89.94), "good");      /* 89.9 */
 	assert_string_equal(report_csat_band(70), "good");
-	assert_string_equal(report_csat_band(69.99), "average");
+	assert_string_equal(report_csat_band(69.95), "good"); /* 70.0 */
+	assert_string_equal(report_csat_band(69.94), "average");
 	assert_string_equal(report_csat_band(50), "average");
-	assert_string_equal(report_csat_band(49.99), "poor");
+	assert_string_equal(report_csat_band(49.96), "average");
+	assert_string_equal(report_csat_band(49.94), "poor");
 	assert_string_equal(report_csat_band(0), "poor");
 }
 
