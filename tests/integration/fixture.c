@@ -100,8 +100,14 @@ static Google__Protobuf__Timestamp *parse_time(const char *at, Google__Protobuf_
 		fail_msg("bad time \"%s\"", at);
 	ts->seconds = timegm(&tm);
 	ts->nanos = 0;
-	if (*rest == '.')
-		ts->nanos = (int32_t)(strtol(rest + 1, NULL, 10) * 1000);
+	if (*rest == '.') {
+		/* ".5" is half a second: the digits scaled to nine. */
+		int digits = 0;
+		for (rest++; digits < 9 && *rest >= '0' && *rest <= '9'; rest++, digits++)
+			ts->nanos = ts->nanos * 10 + (*rest - '0');
+		for (; digits < 9; digits++)
+			ts->nanos *= 10;
+	}
 	return ts;
 }
 
