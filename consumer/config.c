@@ -682,6 +682,29 @@ static void unexpected_argument(char **argv, int i, char *errstr, size_t errstr_
 		snprintf(errstr, errstr_size, "unexpected argument '%s'", arg);
 }
 
+/*
+ * The topic a message came from names its channel, and the service reads
+ * neither of its own topics: one topic under two settings would count a
+ * channel's events as another's, or read the dead letters as feedback.
+ */
+static int check_topics_distinct(const struct config *cfg, char *errstr, size_t errstr_size)
+{
+	static const char *const names[] = {"topic.sms",    "topic.email", "topic.phone",
+	                                    "topic.social", "topic.dlq",   "topic.recovery"};
+	const size_t n = sizeof(names) / sizeof(names[0]);
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			if (strcmp(entry_find(cfg, names[i])->value,
+			           entry_find(cfg, names[j])->value) == 0) {
+				snprintf(errstr, errstr_size,
+				         "'%s' and '%s' name the same topic \"%s\"", names[i],
+				         names[j], entry_find(cfg, names[i])->value);
+				return -1;
+			}
+	return 0;
+}
+
 int config_load(struct config *cfg, int argc, char **argv, char **envp, char *errstr,
                 size_t errstr_size)
 {
@@ -725,7 +748,7 @@ int config_load(struct config *cfg, int argc, char **argv, char **envp, char *er
 		if (config_set(cfg, key, value, CONFIG_SRC_FLAG, errstr, errstr_size) != 0)
 			return -1;
 	}
-	return 0;
+	return check_topics_distinct(cfg, errstr, errstr_size);
 }
 
 static const struct entry *entry_get(const struct config *cfg, const char *key)

@@ -440,6 +440,30 @@ static void test_validated_strings(void **state)
 	assert_int_equal(set("report.from", "2026-03-01 00:00+00"), 0);
 }
 
+/* Each topic under one setting only: a channel is known by its topic. */
+static void test_topics_distinct(void **state)
+{
+	char *argv_same[] = {"feedback-consumer", "--topic.social=feedback.sms", NULL};
+	char *argv_dlq[] = {"feedback-consumer", "--topic.recovery=dead", NULL};
+	char *argv_swap[] = {"feedback-consumer", "--topic.sms=feedback.email",
+	                     "--topic.email=feedback.sms", NULL};
+	char *env_dlq[] = {"FEEDBACK_TOPIC_DLQ=dead", NULL};
+	char *env_none[] = {NULL};
+
+	(void)state;
+	assert_int_equal(load(argv_same, env_none), -1);
+	assert_string_equal(err, "'topic.sms' and 'topic.social' name the same topic "
+	                         "\"feedback.sms\"");
+	config_destroy(cfg);
+	cfg = config_new();
+	assert_int_equal(load(argv_dlq, env_dlq), -1);
+	assert_string_equal(err, "'topic.dlq' and 'topic.recovery' name the same topic \"dead\"");
+	config_destroy(cfg);
+	cfg = config_new();
+	assert_int_equal(load(argv_swap, env_none), 0);
+	assert_string_equal(config_get(cfg, "topic.sms"), "feedback.email");
+}
+
 /* Each source is named in the error, with the variable or the file line. */
 static void test_error_names_key_and_source(void **state)
 {
@@ -919,6 +943,7 @@ int main(void)
 	    T(test_enum),
 	    T(test_duration),
 	    T(test_validated_strings),
+	    T(test_topics_distinct),
 	    T(test_error_names_key_and_source),
 	    T(test_file_syntax),
 	    T(test_file_long_line),
