@@ -1024,13 +1024,26 @@ static int consumer_on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *
 	samples = calloc(n ? n : 1, sizeof(*samples));
 	partitions = calloc(n ? n : 1, sizeof(*partitions));
 	if (samples && partitions) {
+		size_t kept = 0;
+
 		for (size_t i = 0; i < n; i++) {
-			snprintf(partitions[i], sizeof(partitions[i]), "%d", (int)lag[i].partition);
-			samples[i].values[0] = lag[i].topic;
-			samples[i].values[1] = partitions[i];
-			samples[i].value = (double)lag[i].lag;
+			/*
+			 * The statistics list every partition of the topics: one taken
+			 * away keeps the lag it had then, for good, and the group's
+			 * lag would never reach 0. Its owner reports it.
+			 */
+			int t = topic_index(c, lag[i].topic);
+			if (t < 0 || lag[i].partition < 0 || lag[i].partition >= c->n_parts[t] ||
+			    !c->parts[t][lag[i].partition].owned)
+				continue;
+			snprintf(partitions[kept], sizeof(partitions[kept]), "%d",
+			         (int)lag[i].partition);
+			samples[kept].values[0] = lag[i].topic;
+			samples[kept].values[1] = partitions[kept];
+			samples[kept].value = (double)lag[i].lag;
+			kept++;
 		}
-		metric_replace_owned(c->m.lag, c, samples, n);
+		metric_replace_owned(c->m.lag, c, samples, kept);
 	}
 	free(partitions);
 	free(samples);

@@ -30,18 +30,20 @@
 enum { CSAT = 1 };
 
 /* Children a failed test leaves behind; the teardown kills them. */
-static pid_t consumer_pid, prometheus_pid;
+static pid_t consumer_pid, second_pid, prometheus_pid;
 
 static int kill_children(void **state)
 {
 	(void)state;
 	if (consumer_pid > 0)
 		fx_consumer_stop(consumer_pid, SIGKILL, 10000);
+	if (second_pid > 0)
+		fx_consumer_stop(second_pid, SIGKILL, 10000);
 	if (prometheus_pid > 0) {
 		kill(prometheus_pid, SIGKILL);
 		waitpid(prometheus_pid, NULL, 0);
 	}
-	consumer_pid = prometheus_pid = 0;
+	consumer_pid = second_pid = prometheus_pid = 0;
 	return 0;
 }
 
@@ -496,11 +498,98 @@ static void test_counters_promtool_prometheus(void **state)
 	PQfinish(conn);
 }
 
+#define MAX_LAG_SERIES 64
+
+/* The labels of every feedback_consumer_lag_messages series of a scrape; returns how many (0
+ * without an answer). */
+static size_t lag_series(int port, char labels[][64])
+{
+	static const char name[] = "\nfeedback_consumer_lag_messages{";
+	struct fx_http_reply r = fx_http_request(port, "GET", "/metrics");
+	size_t n = 0;
+
+	if (r.status != 200) { /* not listening yet */
+		free(r.body);
+		return 0;
+	}
+	for (const char *p = strstr(r.body, name); p && n < MAX_LAG_SERIES;
+	     p = strstr(p + 1, name)) {
+		const char *start = p + strlen(name), *end = strchr(start, '}');
+		assert_non_null(end);
+		snprintf(labels[n++], 64, "%.*s", (int)(end - start), start);
+	}
+	free(r.body);
+	return n;
+}
+
+/*
+ * The lag of a partition is reported by its owner alone. librdkafka's
+ * statistics list every partition of the topics; one taken away by a
+ * rebalance would keep the lag it had then in the scrape of its former
+ * owner, for good, and the group's summed lag would never reach 0.
+ */
+static void test_lag_of_owned_partitions_only(void **state)
+{
+	PGconn *conn = harness_pg_connect();
+	char *schema = harness_fresh_schema(conn, "fc_lag");
+	char a_port[64], b_port[64], a[MAX_LAG_SERIES][64], b[MAX_LAG_SERIES][64];
+	int port_a = fx_free_port(), port_b = fx_free_port();
+	const char *extra_a[] = {a_port, "--kafka.statistics.interval.ms=500", NULL};
+	const char *extra_b[] = {b_port, "--kafka.statistics.interval.ms=500", NULL};
+	struct fx_kafka k;
+	size_t na = 0, nb = 0;
+
+	(void)state;
+	fx_migrate(conn, schema);
+	fx_kafka_start(&k, 4);
+	produce_fixed_set(&k);
+	snprintf(a_port, sizeof(a_port), "--http.port=%d", port_a);
+	snprintf(b_port, sizeof(b_port), "--http.port=%d", port_b);
+	consumer_pid = fx_consumer_start(&k, schema, "g-lag", extra_a);
+	fx_wait_offsets(conn, schema, "g-lag", FIXED_MESSAGES, 30000);
+	/*
+	 * The 11 partitions that hold messages, all the first member's: the
+	 * others have no committed offset, and no lag.
+	 */
+	for (int waited = 0; waited < 30000 && na < 11; waited += 100, usleep(100000))
+		na = lag_series(port_a, a);
+	sleep(1);
+	assert_int_equal(lag_series(port_a, a), 11);
+
+	/*
+	 * The second member takes some; the set again gives each of the 11 a
+	 * message, and its owner a committed offset, hence a lag.
+	 */
+	second_pid = fx_consumer_start(&k, schema, "g-lag", extra_b);
+	fx_wait_status(port_b, "/readyz", 200, 30000);
+	produce_fixed_set(&k);
+	fx_wait_offsets(conn, schema, "g-lag", 2 * FIXED_MESSAGES, 30000);
+	for (int waited = 0; waited < 30000 && nb == 0; waited += 100, usleep(100000))
+		nb = lag_series(port_b, b);
+	assert_true(nb > 0);
+	sleep(2); /* four statistics rounds of each */
+	na = lag_series(port_a, a);
+	nb = lag_series(port_b, b);
+	for (size_t i = 0; i < na; i++)
+		for (size_t j = 0; j < nb; j++)
+			if (strcmp(a[i], b[j]) == 0)
+				fail_msg("both members report the lag of {%s}", a[i]);
+	assert_int_equal(na + nb, 11);
+
+	pid_t pid_a = consumer_pid, pid_b = second_pid;
+	second_pid = consumer_pid = 0;
+	assert_int_equal(fx_consumer_stop(pid_b, SIGTERM, 10000), 0);
+	assert_int_equal(fx_consumer_stop(pid_a, SIGTERM, 10000), 0);
+	fx_teardown(&k, conn, schema);
+	PQfinish(conn);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_probes_before_postgresql, kill_children),
 	    cmocka_unit_test_teardown(test_counters_promtool_prometheus, kill_children),
+	    cmocka_unit_test_teardown(test_lag_of_owned_partitions_only, kill_children),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
