@@ -82,6 +82,7 @@ refused = {
     "an empty peer": {"networkPolicy": {"kafkaTo": [{}]}},
     "node selector value not text": {"nodeSelector": {"gpu": True}},
     "pod label value not text": {"podLabels": {"tier": 2}},
+    "pod label the selector's": {"podLabels": {"app.kubernetes.io/instance": "other"}},
 }
 for what, over in refused.items():
     errs = list(validator.iter_errors(merged(values, over)))

@@ -38,19 +38,19 @@ with open(os.path.join(CHART, "values.schema.json")) as f:
     validator = jsonschema.Draft7Validator(json.load(f))
 
 
-def render(over, chart=CHART):
+def render(over, chart=CHART, name="feedback"):
     path = os.path.join(tmp, "values.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(over, f)
-    return subprocess.run([binary, "-name", "feedback", "-namespace", "feedback", "-f", path, chart],
+    return subprocess.run([binary, "-name", name, "-namespace", "feedback", "-f", path, chart],
                           capture_output=True, text=True)
 
 
-def manifests(what, over):
+def manifests(what, over, name="feedback"):
     """The documents of a value set that helm would accept, or None."""
     errs = [e.message for e in validator.iter_errors(merged(defaults, over))]
     check(what + ": the values validate", not errs, "; ".join(errs))
-    out = render(over)
+    out = render(over, name=name)
     check(what + ": renders", out.returncode == 0, out.stderr)
     if out.returncode != 0:
         return None, ""
@@ -340,6 +340,36 @@ for what, over, field, want in [
     if docs:
         got = one(docs, field[0])["spec"][field[1]]
         check(what, is_int(got, want), str(got))
+
+# --- TLS for KEDA as the consumer speaks it -------------------------------------------
+# Brokers with a public CA: the protocol says TLS, no CA Secret is given.
+for protocol, sasl in [("SASL_SSL", {"mechanism": "SCRAM-SHA-512", "username": "u",
+                                     "passwordSecret": {"name": "pw", "key": "password"}}),
+                       ("SSL", {})]:
+    what = "KEDA over %s with the system's CAs" % protocol
+    docs, _ = manifests(what, merged(three, {
+        "kafka": {"securityProtocol": protocol, "sasl": sasl},
+        "autoscaling": {"keda": {"enabled": True}}}))
+    if docs:
+        auth = one(docs, "TriggerAuthentication")
+        refs = {r["parameter"] for r in auth["spec"]["secretTargetRef"]} if auth else set()
+        check(what + ": TLS on, no CA of ours", refs >= {"tls"} and "ca" not in refs, str(refs))
+        keda = one(docs, "Secret")
+        check(what + ": its Secret says enable", keda is not None and keda["stringData"]["tls"] == "enable",
+              json.dumps(keda and keda["stringData"]))
+
+# --- the longest release name helm allows: 53 characters --------------------------------
+long_name = "customer-feedback-ingestion-production-euwest1-abcdef"
+assert len(long_name) == 53
+docs, _ = manifests("a release name of 53 characters", everything, name=long_name)
+if docs:
+    # A Job's and a Service's name are labels (63); every other name a DNS subdomain (253).
+    too_long = ["%s %s" % (d["kind"], d["metadata"]["name"]) for d in docs
+                if len(d["metadata"]["name"]) > (63 if d["kind"] in ("Job", "Service") else 253)]
+    check("a release name of 53 characters: every name fits", not too_long, ", ".join(too_long))
+    job = one(docs, "Job")
+    check("a release name of 53 characters: the Job ends in -migrate",
+          job is not None and job["metadata"]["name"].endswith("-migrate"), job and job["metadata"]["name"])
 
 # --- refusals ----------------------------------------------------------------------------
 for what, over, message in [

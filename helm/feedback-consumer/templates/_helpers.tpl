@@ -7,6 +7,21 @@
 {{- end -}}
 {{- end -}}
 
+{{/* The migration Job's name: a Job's name goes into a label of its pods, at most 63 characters. */}}
+{{- define "fc.migrationJobName" -}}
+{{- include "fc.fullname" . | trunc 55 | trimSuffix "-" -}}-migrate
+{{- end -}}
+
+{{/* The Kafka security protocol of the consumer: as set, or from SASL and TLS; "" is PLAINTEXT. */}}
+{{- define "fc.kafkaProtocol" -}}
+{{- $kafka := .Values.kafka -}}
+{{- if $kafka.securityProtocol -}}{{ $kafka.securityProtocol }}
+{{- else if and $kafka.sasl.mechanism $kafka.tls.enabled -}}SASL_SSL
+{{- else if $kafka.sasl.mechanism -}}SASL_PLAINTEXT
+{{- else if $kafka.tls.enabled -}}SSL
+{{- end -}}
+{{- end -}}
+
 {{- define "fc.selectorLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
