@@ -135,7 +135,7 @@ static const char sql_offsets[] =
     "  SELECT $1, topic, partition, next FROM u WHERE expected < 0 "
     "  ON CONFLICT DO NOTHING RETURNING 1) "
     "SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins), "
-    "(SELECT max(version) FROM schema_migrations)";
+    "(SELECT coalesce(max(version), 0) FROM schema_migrations WHERE NOT older_builds_run)";
 
 /*
  * The events of the batch whose ids were accepted before: duplicates. The
@@ -398,7 +398,8 @@ static int newest_version(void)
 /*
  * A build older than the schema may not know how it has to be written (the
  * key of duplicates moved to event_ids in version 4, say): it stops rather
- * than count with rules it lacks, and its replacement takes over.
+ * than count with rules it lacks, and its replacement takes over. Newer
+ * migrations that keep older builds running do not count (011).
  */
 static void db_newer_schema(const struct db *db, int version, char *errstr, size_t errstr_size)
 {
@@ -447,6 +448,9 @@ enum db_status db_connect(struct db *db, char *errstr, size_t errstr_size)
 		         db->schema, version, newest_version());
 		return DB_FATAL;
 	}
+	version = migrate_needed_version(db->conn, db->schema, errstr, errstr_size);
+	if (version < 0)
+		return PQstatus(db->conn) == CONNECTION_OK ? DB_FATAL : DB_RECONNECT;
 	if (version > newest_version()) {
 		db_newer_schema(db, version, errstr, errstr_size);
 		return DB_FATAL;

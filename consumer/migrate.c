@@ -221,6 +221,13 @@ static int apply_one(PGconn *conn, const char *schema, const char *ident, const 
 		        "INSERT INTO schema_migrations (version, name) VALUES ($1::integer, $2)", 2,
 		        params, NULL, what, errstr, errstr_size) < 0)
 			goto out;
+		/* Only migrations from 011 on, which added the column, carry the line. */
+		if (migrate_keeps_older_builds(m) &&
+		    exec_sql(conn,
+		             "UPDATE schema_migrations SET older_builds_run = true "
+		             "WHERE version = $1::integer",
+		             1, params, NULL, what, errstr, errstr_size) < 0)
+			goto out;
 		applied = 1;
 	}
 	if (exec_sql(conn, "COMMIT", 0, NULL, NULL, what, errstr, errstr_size) < 0)
@@ -285,7 +292,17 @@ out:
 	return rc;
 }
 
-int migrate_current_version(PGconn *conn, const char *schema, char *errstr, size_t errstr_size)
+bool migrate_keeps_older_builds(const struct migration *m)
+{
+	static const char line[] = "-- " MIGRATE_KEEPS_OLDER_BUILDS "\n";
+	const char *p = strstr(m->sql, line);
+
+	return p && (p == m->sql || p[-1] == '\n');
+}
+
+/* The highest version in schema_migrations where where holds ("" or " WHERE ..."); 0 for none. */
+static int read_version(PGconn *conn, const char *schema, const char *where, char *errstr,
+                        size_t errstr_size)
 {
 	char sql[256];
 	char what[128];
@@ -307,8 +324,8 @@ int migrate_current_version(PGconn *conn, const char *schema, char *errstr, size
 		set_error(conn, NULL, "quoting the schema name", errstr, errstr_size);
 		goto out;
 	}
-	snprintf(sql, sizeof(sql), "SELECT coalesce(max(version), 0) FROM %s.schema_migrations",
-	         ident);
+	snprintf(sql, sizeof(sql), "SELECT coalesce(max(version), 0) FROM %s.schema_migrations%s",
+	         ident, where);
 	snprintf(what, sizeof(what), "reading \"%s.schema_migrations\"", schema);
 	if (exec_sql(conn, sql, 0, NULL, &res, what, errstr, errstr_size) < 0)
 		goto out;
@@ -317,4 +334,14 @@ out:
 	PQclear(res);
 	PQfreemem(ident);
 	return rc;
+}
+
+int migrate_current_version(PGconn *conn, const char *schema, char *errstr, size_t errstr_size)
+{
+	return read_version(conn, schema, "", errstr, errstr_size);
+}
+
+int migrate_needed_version(PGconn *conn, const char *schema, char *errstr, size_t errstr_size)
+{
+	return read_version(conn, schema, " WHERE NOT older_builds_run", errstr, errstr_size);
 }

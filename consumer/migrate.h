@@ -30,6 +30,19 @@ int migrate_run(PGconn *conn, const char *schema, char *errstr, size_t errstr_si
  * exist), -1 on error with errstr set. */
 int migrate_current_version(PGconn *conn, const char *schema, char *errstr, size_t errstr_size);
 
+/*
+ * The newest applied version that the builds before it cannot run on: the
+ * highest one whose migration lacks the line "-- keeps older builds
+ * running". A build runs on a schema where this is at most its newest
+ * version. The schema must be at version 11 at least; -1 on error.
+ */
+int migrate_needed_version(PGconn *conn, const char *schema, char *errstr, size_t errstr_size);
+
+#define MIGRATE_KEEPS_OLDER_BUILDS "keeps older builds running"
+
+/* Whether migration m has the line "-- keeps older builds running". */
+bool migrate_keeps_older_builds(const struct migration *m);
+
 /* Whether schema matches [a-z_][a-z0-9_]{0,62}; both functions above reject
  * any other name before they touch the connection. */
 bool migrate_schema_name_valid(const char *schema);

@@ -68,7 +68,11 @@ static char **reference_objects(PGconn *conn)
 	char sql[256];
 
 	assert_non_null(refs);
-	snprintf(sql, sizeof(sql), "CREATE SCHEMA \"%s\"", schema);
+	/* The runner's own table, which 011 alters. */
+	snprintf(sql, sizeof(sql),
+	         "CREATE SCHEMA \"%s\"; CREATE TABLE \"%s\".schema_migrations (version integer "
+	         "PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+	         schema, schema);
 	harness_exec(conn, sql);
 	refs[0] = objects_of(conn, schema);
 	for (int v = 1; v <= fc_migrations_count; v++) {

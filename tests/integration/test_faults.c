@@ -1057,8 +1057,9 @@ static void test_stored_offset_out_of_range(void **state)
 
 /*
  * A newer build migrated the schema while this one runs (a rolling
- * upgrade): this one stops at its next batch without committing it, and
- * restarted, refuses the schema before it consumes anything.
+ * upgrade). A migration that keeps older builds running lets it go on;
+ * any other stops it at its next batch without committing it, and
+ * restarted, it refuses the schema before it consumes anything.
  */
 static void test_newer_schema(void **state)
 {
@@ -1074,23 +1075,42 @@ static void test_newer_schema(void **state)
 	produce_one(&k, "nv-1");
 	pid_t pid = track(fx_consumer_start_logged(&k, schema, "g-nv", NULL, log_path));
 	fx_wait_offsets(w->conn, schema, "g-nv", 1, 60000);
+	/* One that keeps older builds running: this one goes on. */
 	snprintf(sql, sizeof(sql),
-	         "INSERT INTO \"%s\".schema_migrations (version, name) VALUES (%d, 'newer')",
+	         "INSERT INTO \"%s\".schema_migrations (version, name, older_builds_run) "
+	         "VALUES (%d, 'additive', true)",
 	         schema, newest + 1);
 	harness_exec(w->conn, sql);
 	produce_one(&k, "nv-2");
+	fx_wait_offsets(w->conn, schema, "g-nv", 2, 60000);
+	assert_int_equal(harness_ledger_rows(w->conn, schema), 2);
+
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO \"%s\".schema_migrations (version, name) VALUES (%d, 'newer')",
+	         schema, newest + 2);
+	harness_exec(w->conn, sql);
+	produce_one(&k, "nv-3");
 	assert_int_equal(fx_consumer_stop(pid, 0, 60000), 1);
-	snprintf(want, sizeof(want), "is at version %d, newer than this build's %d", newest + 1,
+	snprintf(want, sizeof(want), "is at version %d, newer than this build's %d", newest + 2,
 	         newest);
 	assert_int_equal(log_count(log_path, want), 1);
-	assert_int_equal(harness_stored_offsets(w->conn, schema, "g-nv"), 1);
-	assert_int_equal(harness_ledger_rows(w->conn, schema), 1);
+	assert_int_equal(harness_stored_offsets(w->conn, schema, "g-nv"), 2);
+	assert_int_equal(harness_ledger_rows(w->conn, schema), 2);
 
 	pid = track(fx_consumer_start_logged(&k, schema, "g-nv", NULL, log_path));
 	assert_int_equal(fx_consumer_stop(pid, 0, 60000), 1);
 	assert_int_equal(log_count(log_path, want), 1); /* a new log */
-	assert_int_equal(harness_stored_offsets(w->conn, schema, "g-nv"), 1);
-	assert_int_equal(harness_ledger_rows(w->conn, schema), 1);
+	assert_int_equal(harness_stored_offsets(w->conn, schema, "g-nv"), 2);
+	assert_int_equal(harness_ledger_rows(w->conn, schema), 2);
+
+	/* Started on a schema whose newer migration keeps older builds running: it runs. */
+	snprintf(sql, sizeof(sql), "DELETE FROM \"%s\".schema_migrations WHERE version = %d",
+	         schema, newest + 2);
+	harness_exec(w->conn, sql);
+	pid = track(fx_consumer_start_logged(&k, schema, "g-nv", NULL, log_path));
+	fx_wait_offsets(w->conn, schema, "g-nv", 3, 60000);
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 30000), 0);
+	assert_int_equal(harness_ledger_rows(w->conn, schema), 3);
 	unlink(log_path);
 	fx_teardown(&k, w->conn, schema);
 }

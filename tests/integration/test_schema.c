@@ -210,6 +210,31 @@ static void test_migrate_fresh_then_up_to_date(void **state)
 }
 
 /* Version 1 cannot apply over a table of the same name: rolled back, nothing recorded. */
+/*
+ * Only 011 says it keeps older builds running: the newest version that
+ * older builds cannot run on is 10, and the runner recorded it so.
+ */
+static void test_older_builds_run(void **state)
+{
+	struct fixture *f = *state;
+	char errstr[512];
+
+	for (int i = 0; i < fc_migrations_count; i++)
+		assert_int_equal(migrate_keeps_older_builds(&fc_migrations[i]),
+		                 fc_migrations[i].version == 11);
+	expect_text(f->conn,
+	            "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations "
+	            "WHERE older_builds_run",
+	            "11");
+	assert_int_equal(migrate_needed_version(f->conn, f->schema, errstr, sizeof(errstr)), 10);
+	/* The line must stand alone, not inside another comment. */
+	const struct migration quoted = {12, "x",
+	                                 "-- not: keeps older builds running\nSELECT 1;\n"};
+	const struct migration first = {12, "x", "-- keeps older builds running\nSELECT 1;\n"};
+	assert_false(migrate_keeps_older_builds(&quoted));
+	assert_true(migrate_keeps_older_builds(&first));
+}
+
 static void test_failed_migration_rolls_back(void **state)
 {
 	struct fixture *f = *state;
@@ -378,7 +403,7 @@ static void test_column_order(void **state)
 	expect_columns(f->conn, "agent_agg", "bucket, agent_id, channel, " AGG_COLUMNS);
 	expect_columns(f->conn, "consumer_offsets",
 	               "group_id, topic, partition, next_offset, updated_at");
-	expect_columns(f->conn, "schema_migrations", "version, name, applied_at");
+	expect_columns(f->conn, "schema_migrations", "version, name, applied_at, older_builds_run");
 	expect_columns(f->conn, "channel_kpi", "bucket, channel, " KPI_COLUMNS);
 	expect_columns(f->conn, "agent_kpi", "bucket, agent_id, channel, " KPI_COLUMNS);
 }
@@ -1032,6 +1057,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_temporary_table_is_no_partition, setup_migrated,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_older_builds_run, setup_migrated, teardown),
 	    cmocka_unit_test_setup_teardown(test_ensure_and_drop_partitions, setup_migrated,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_lets_ingestion_on, setup_migrated,

@@ -1,0 +1,12 @@
+-- 011_older_builds: a migration may let the builds before it run on.
+--
+-- A build stopped on any schema newer than it knows: during an upgrade the
+-- migration runs while the replicas of the build before still consume, and
+-- each exited at its next batch and crashed in a loop until replaced; after
+-- a rollback of the release, for good. A migration that adds only what an
+-- older build can ignore (a function, an index, a column with a default)
+-- says so with the line below; the runner records it here, and a build
+-- stops only on a schema with a newer migration that does not say so.
+--
+-- keeps older builds running
+ALTER TABLE schema_migrations ADD COLUMN older_builds_run boolean NOT NULL DEFAULT false;
