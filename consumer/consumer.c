@@ -86,6 +86,13 @@ struct consumer {
 	bool batch_gated;       /* the open batch was refused by the gate at least once */
 	int slow_batches;       /* consecutive batches refused for slow dead letters */
 	bool in_group;          /* assigned (possibly nothing) and not lost since */
+	/*
+	 * librdkafka leaves the group when the loop has not polled it for
+	 * max.poll.interval.ms (waiting for dead letters or a database that keeps
+	 * refusing); the rebalance callback that would say so runs only when it
+	 * polls again.
+	 */
+	int64_t polled_us, max_poll_us;
 	bool assigned_once;
 	bool streaming;       /* the last poll returned a message */
 	int64_t next_wake_us; /* consumer_wake_fetcher: not before */
@@ -149,7 +156,7 @@ static struct part_state *part_get(struct consumer *c, int t, int32_t partition)
  */
 static void consumer_publish_health(struct consumer *c)
 {
-	bool ready = c->db_up && c->in_group;
+	bool ready = c->db_up && c->in_group && mono_us() - c->polled_us < c->max_poll_us;
 
 	atomic_store(&c->progress_us, mono_us());
 	/* Retries are counted in several places; the counter follows the statistics. */
@@ -1124,8 +1131,22 @@ bool consumer_ready(struct consumer *c, char *detail, size_t detail_size)
 		snprintf(detail, detail_size, "ready");
 		return true;
 	}
-	snprintf(detail, detail_size, "not ready: waiting for postgresql or the consumer group");
+	snprintf(detail, detail_size,
+	         "not ready: waiting for postgresql or the consumer group, or for longer than "
+	         "max.poll.interval.ms without polling kafka");
 	return false;
+}
+
+/* max.poll.interval.ms of the consumer, in microseconds. */
+static int64_t consumer_max_poll_us(rd_kafka_t *rk)
+{
+	char value[32];
+	size_t size = sizeof(value);
+
+	if (rd_kafka_conf_get(rd_kafka_conf(rk), "max.poll.interval.ms", value, &size) !=
+	    RD_KAFKA_CONF_OK)
+		return 300000 * 1000LL; /* librdkafka's default */
+	return strtoll(value, NULL, 10) * 1000;
 }
 
 struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t *consumer_conf,
@@ -1176,6 +1197,8 @@ struct consumer *consumer_new(const struct consumer_opts *opts, rd_kafka_conf_t 
 		goto fail;
 	consumer_conf = NULL;
 	rd_kafka_poll_set_consumer(c->rk);
+	c->max_poll_us = consumer_max_poll_us(c->rk);
+	c->polled_us = mono_us();
 	return c;
 fail:
 	if (consumer_conf)
@@ -1279,6 +1302,7 @@ int consumer_run(struct consumer *c, atomic_int *stop)
 			consumer_wake_fetcher(c);
 			rkm = rd_kafka_consumer_poll(c->rk, timeout);
 		}
+		c->polled_us = mono_us();
 		c->streaming = rkm != NULL;
 		if (rkm && rkm->err) {
 			if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)

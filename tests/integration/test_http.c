@@ -584,12 +584,61 @@ static void test_lag_of_owned_partitions_only(void **state)
 	PQfinish(conn);
 }
 
+/*
+ * Waiting for dead letters, the loop does not poll Kafka. After
+ * max.poll.interval.ms librdkafka leaves the group, and another member
+ * gets the partitions; the rebalance callback comes only with the next
+ * poll. The member is not ready meanwhile. Here the dead-letter topic
+ * refuses 12 writes, about 40 s of backoff; max.poll.interval.ms is 6 s.
+ */
+static void test_not_ready_while_not_polling(void **state)
+{
+	PGconn *conn = harness_pg_connect();
+	char *schema = harness_fresh_schema(conn, "fc_poll");
+	char a_port[64];
+	int port = fx_free_port();
+	const char *extra[] = {a_port, "--kafka.max.poll.interval.ms=6000",
+	                       "--recovery.enabled=false", NULL};
+	struct fx_kafka k;
+	uint8_t buf[1024];
+	size_t len;
+
+	(void)state;
+	fx_migrate(conn, schema);
+	fx_kafka_start(&k, 1);
+	len = fx_pack(&s1, buf, sizeof(buf));
+	fx_produce(&k, fx_topics[0], 0, "k", buf, len);
+	fx_produce(&k, fx_topics[0], 0, "k", "not protobuf", 12);
+	fx_flush(&k);
+	/* Produce is API key 0. */
+	for (int i = 0; i < 12; i++)
+		rd_kafka_mock_push_request_errors(mockcluster_handle(k.mc), 0, 1,
+		                                  RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+	snprintf(a_port, sizeof(a_port), "--http.port=%d", port);
+	consumer_pid = fx_consumer_start(&k, schema, "g-poll", extra);
+	fx_wait_status(port, "/readyz", 200, 30000);
+	/* 6 s without a poll, from the first refusal on: well before the refusals end. */
+	fx_wait_status(port, "/readyz", 503, 15000);
+	assert_int_equal(fx_http_status(port, "/healthz"), 200);
+	/* The topic takes the dead letter at last; the member joins again. */
+	fx_wait_offsets(conn, schema, "g-poll", 2, 120000);
+	fx_wait_status(port, "/readyz", 200, 60000);
+
+	pid_t pid = consumer_pid;
+	consumer_pid = 0;
+	assert_int_equal(fx_consumer_stop(pid, SIGTERM, 10000), 0);
+	assert_int_equal(harness_ledger_rows(conn, schema), 1);
+	fx_teardown(&k, conn, schema);
+	PQfinish(conn);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_probes_before_postgresql, kill_children),
 	    cmocka_unit_test_teardown(test_counters_promtool_prometheus, kill_children),
 	    cmocka_unit_test_teardown(test_lag_of_owned_partitions_only, kill_children),
+	    cmocka_unit_test_teardown(test_not_ready_while_not_polling, kill_children),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
