@@ -221,7 +221,7 @@ everything = merged(three, {
               "tls": {"enabled": True, "secretName": "my-cluster-cluster-ca-cert"},
               "config": {"fetch.max.bytes": 52428800, "queued.max.messages.kbytes": 1048576,
                          "enable.ssl.certificate.verification": True, "client.rack": "eu-west-1a"}},
-    "config": {"batch.max.events": 2000, "batch.max.bytes": 16777216, "recovery.enabled": True},
+    "config": {"batch.max.events": 2000, "sla.seconds": 60, "recovery.enabled": True},
     "topics": {"partitions": 6},
     "autoscaling": {"keda": {"enabled": True, "maxReplicas": 24, "lagThreshold": 5000000,
                              "cooldownPeriod": 1800}},
@@ -252,7 +252,7 @@ if docs:
     c = conf(docs)
     expected = {"kafka.fetch.max.bytes": "52428800", "kafka.queued.max.messages.kbytes": "1048576",
                 "kafka.enable.ssl.certificate.verification": "true", "kafka.client.rack": "eu-west-1a",
-                "batch.max.events": "2000", "batch.max.bytes": "16777216", "recovery.enabled": "true",
+                "batch.max.events": "2000", "sla.seconds": "60", "recovery.enabled": "true",
                 "kafka.security.protocol": "SASL_SSL", "kafka.sasl.mechanism": "SCRAM-SHA-512",
                 "kafka.sasl.username": "feedback-consumer",
                 "kafka.ssl.ca.location": "/var/run/secrets/feedback/kafka-tls/ca.crt"}
