@@ -47,6 +47,14 @@ rd_kafka_error_t *__wrap_rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t 
 	return __real_rd_kafka_produceva(rk, vus, cnt);
 }
 
+/* From now on every produce call is refused (on), or none is. */
+static void refuse_produce(bool on)
+{
+	f.produce_at = on ? 1 : 0;
+	f.produce_calls = 0;
+	f.produce_from_then_on = on;
+}
+
 /* Reports the Nth successful delivery as timed out (the record is in the topic all the same). */
 static void report(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
@@ -215,15 +223,12 @@ static void test_stop_keeps_what_was_not_sent(void **state)
 	atomic_int stop = 1;
 
 	/* The topic cannot be written at all; the consumer is told to stop. */
-	f.produce_at = 1;
-	f.produce_calls = 0;
-	f.produce_from_then_on = true;
+	refuse_produce(true);
 	send_some(w, 2);
 	assert_int_equal(dlq_drain(w->d, &stop, NULL, NULL), -1);
 	assert_int_equal(dlq_pending(w->d), 2);
 	/* Writable again: nothing was lost in between. */
-	f.produce_at = 0;
-	f.produce_from_then_on = false;
+	refuse_produce(false);
 	drain_all(w);
 }
 
@@ -417,16 +422,13 @@ static void test_fatal_gives_up(void **state)
 	d = dlq_new(conf, "feedback.dlq", errstr, sizeof(errstr));
 	if (d == NULL)
 		fail_msg("dlq_new: %s", errstr);
-	f.produce_at = 1;
-	f.produce_calls = 0;
-	f.produce_from_then_on = true;
+	refuse_produce(true);
 	f.produce_err = RD_KAFKA_RESP_ERR__FATAL;
 	send_to(w, d, 2);
 	assert_true(dlq_fatal(d));
 	assert_int_equal(dlq_drain(d, &stop, NULL, NULL), -1);
 	assert_int_equal(dlq_pending(d), 2);
-	f.produce_at = 0;
-	f.produce_from_then_on = false;
+	refuse_produce(false);
 	f.produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
 	assert_false(dlq_fatal(w->d));
 	dlq_destroy(d);
@@ -444,20 +446,14 @@ static void test_order_after_outage(void **state)
 	int64_t first = w->next_offset;
 	size_t n, at = 0;
 
-	f.produce_at = 1;
-	f.produce_calls = 0;
-	f.produce_from_then_on = true;
+	refuse_produce(true);
 	send_some(w, 4);
-	f.produce_at = 0;
-	f.produce_from_then_on = false;
+	refuse_produce(false);
 	drain_all(w);
 
-	f.produce_at = 1;
-	f.produce_calls = 0;
-	f.produce_from_then_on = true;
+	refuse_produce(true);
 	send_some(w, 2);
-	f.produce_at = 0;
-	f.produce_from_then_on = false;
+	refuse_produce(false);
 	send_some(w, 2); /* the topic takes them, but two wait before them */
 	drain_all(w);
 
