@@ -708,6 +708,16 @@ static void test_report(void **state)
 
 /* --- the ledger's partitions ----------------------------------------------- */
 
+/* The event ids of table (ledger or event_ids), in order, joined by commas. */
+static void expect_ids(PGconn *conn, const char *table, const char *want)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM %s",
+	         table);
+	expect_text(conn, sql, want);
+}
+
 /* Inserts one event and returns the partition it went to (malloc'd). */
 static char *ledger_insert(PGconn *conn, const char *event_id, const char *occurred_at)
 {
@@ -887,10 +897,8 @@ static void test_ensure_and_drop_partitions(void **state)
 	                      "('e-far', '2101-01-15 00:00:00+00')");
 	assert_int_equal(
 	    harness_query_int(f->conn, "SELECT ledger_drop_partitions_before('2001-03-31')"), 1);
-	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM ledger",
-	            "e-far,e-mar");
-	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM event_ids",
-	            "e-far,e-mar,e-may");
+	expect_ids(f->conn, "ledger", "e-far,e-mar");
+	expect_ids(f->conn, "event_ids", "e-far,e-mar,e-may");
 	/*
 	 * Cutoff 2001-05-01: March and April -> 2; March's row and id go with
 	 * them: a redelivery that old counts again. May is after the cut, and
@@ -898,10 +906,8 @@ static void test_ensure_and_drop_partitions(void **state)
 	 */
 	assert_int_equal(
 	    harness_query_int(f->conn, "SELECT ledger_drop_partitions_before('2001-05-01')"), 2);
-	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM ledger",
-	            "e-far");
-	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM event_ids",
-	            "e-far,e-may");
+	expect_ids(f->conn, "ledger", "e-far");
+	expect_ids(f->conn, "event_ids", "e-far,e-may");
 	assert_int_equal(
 	    harness_query_int(f->conn, "SELECT ledger_drop_partitions_before('2001-05-01')"), 0);
 	/* The default partition stays, and so do the partitions of the present. */
@@ -962,10 +968,8 @@ static void test_retention_lets_ingestion_on(void **state)
 	assert_string_equal(PQgetvalue(res, 0, 0), "1");
 	PQclear(res);
 	assert_null(PQgetResult(retention));
-	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM event_ids",
-	            "e-now");
-	expect_text(f->conn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM ledger",
-	            "e-now");
+	expect_ids(f->conn, "event_ids", "e-now");
+	expect_ids(f->conn, "ledger", "e-now");
 	PQfinish(retention);
 	PQfinish(holder);
 }
